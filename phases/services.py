@@ -1,0 +1,181 @@
+"""Every write to gates: ticks, unticks and decisions."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.utils import timezone
+
+from bizdevops.errors import ConflictError, DomainError
+from initiatives import permissions
+from initiatives.models import Initiative, Membership, Phase, TeamRole
+from initiatives.services import initiative_lock as _lock
+from phases import rules
+from phases.models import Criterion, CriterionKind, Decision, GateDecision, Tick
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+
+
+class GateError(ConflictError):
+    """`go` refused: the gate has unmet criteria (all of them are named)."""
+
+    def __init__(self, initiative: Initiative, unmet: list[rules.CriterionState]) -> None:
+        self.unmet = unmet
+        listing = "; ".join(f"{s.criterion.title} ({s.explanation})" for s in unmet)
+        super().__init__(
+            f"{initiative.key} cannot go on: unmet criteria: {listing}", code="gate_not_met"
+        )
+
+    @property
+    def unmet_codes(self) -> list[str]:
+        return [state.criterion.code for state in self.unmet]
+
+
+def _tickable(initiative: Initiative, criterion: Criterion, user: User) -> None:
+    if criterion.kind != CriterionKind.MANUAL:
+        raise DomainError(
+            f"'{criterion.title}' is computed from data and cannot be ticked by hand.",
+            code="automatic",
+        )
+    if initiative.is_final:
+        raise ConflictError(f"{initiative.key} is closed.", code="final_status")
+    gate = rules.gate_out_of(initiative.phase)
+    if gate is None or criterion.gate_id != gate.pk or not criterion.active:
+        raise ConflictError(
+            f"'{criterion.title}' is not a criterion of {initiative.key}'s next gate.",
+            code="not_current_gate",
+        )
+    if not rules.can_tick(user, initiative, criterion):
+        raise PermissionDenied(f"You may not tick '{criterion.title}' on {initiative.key}.")
+
+
+@transaction.atomic
+def criterion_tick(
+    *,
+    initiative: Initiative,
+    criterion: Criterion,
+    user: User,
+    note: str = "",
+    evidence_url: str = "",
+) -> Tick:
+    """Tick a manual criterion of the next gate. Ticking a ticked criterion returns the
+    existing tick unchanged (idempotent)."""
+    initiative = _lock(initiative)
+    _tickable(initiative, criterion, user)
+    current = Tick.objects.filter(
+        initiative=initiative, criterion=criterion, revoked_at__isnull=True
+    ).first()
+    if current is not None:
+        return current
+    return Tick.objects.create(
+        initiative=initiative,
+        criterion=criterion,
+        ticked_by=user,
+        note=(note or "").strip(),
+        evidence_url=(evidence_url or "").strip(),
+    )
+
+
+@transaction.atomic
+def criterion_untick(
+    *, initiative: Initiative, criterion: Criterion, user: User, reason: str = "Unticked"
+) -> Tick | None:
+    """Revoke the current tick (kept for the history). Returns None when nothing was ticked."""
+    initiative = _lock(initiative)
+    _tickable(initiative, criterion, user)
+    current = Tick.objects.filter(
+        initiative=initiative, criterion=criterion, revoked_at__isnull=True
+    ).first()
+    if current is None:
+        return None
+    current.revoked_at = timezone.now()
+    current.revoked_by = user
+    current.revoke_reason = (reason or "Unticked")[:200]
+    current.save(update_fields=["revoked_at", "revoked_by", "revoke_reason"])
+    return current
+
+
+@transaction.atomic
+def gate_decide(
+    *, initiative: Initiative, decision: str, rationale: str, user: User
+) -> GateDecision:
+    """Record a decision and apply its effect (see `rules.ALLOWED`).
+
+    Only the accountable program manager or an admin decides; `go` needs every criterion of
+    the gate; final statuses refuse everything. The decision row stores the checklist as it
+    stood, and is never changed afterwards.
+    """
+    try:
+        kind = Decision(decision)
+    except ValueError:
+        raise DomainError(f"{decision!r} is not a decision.", field="decision") from None
+    rationale = (rationale or "").strip()
+    if not rationale:
+        raise DomainError("A rationale is required.", field="rationale", code="required")
+    initiative = _lock(initiative)
+    if not permissions.can_decide(user, initiative):
+        raise PermissionDenied("Only the accountable program manager or an admin decides.")
+    transition = rules.transition_for(initiative, kind)
+
+    gate = rules.gate_out_of(initiative.phase)
+    states = rules.checklist(initiative, gate) if gate is not None else []
+    if transition.gated:
+        missing = rules.unmet(states)
+        if missing:
+            raise GateError(initiative, missing)
+
+    now = timezone.now()
+    from_phase, from_status = initiative.phase, initiative.status
+    to_phase = transition.to_phase or Phase(from_phase)
+    record = GateDecision.objects.create(
+        initiative=initiative,
+        decision=kind,
+        rationale=rationale,
+        decided_by=user,
+        decided_at=now,
+        gate=gate if transition.gated else None,
+        from_phase=from_phase,
+        to_phase=to_phase,
+        from_status=from_status,
+        to_status=transition.to_status,
+        checklist=[state.snapshot() for state in states],
+    )
+    initiative.status = transition.to_status
+    update_fields = ["status", "updated_at"]
+    if to_phase != from_phase:
+        initiative.phase = to_phase
+        initiative.phase_entered_at = now
+        update_fields.append("phase_entered_at")
+        update_fields.append("phase")
+        if to_phase == Phase.DEV:
+            # The Dev timebox counts from each entry into Dev.
+            initiative.dev_started_at = now
+            update_fields.append("dev_started_at")
+        _on_phase_entered(initiative, to_phase, moving_back=kind == Decision.RECYCLE, user=user)
+    initiative.save(update_fields=update_fields)
+    return record
+
+
+def _on_phase_entered(
+    initiative: Initiative, phase: Phase, *, moving_back: bool, user: User
+) -> None:
+    if phase == Phase.OPS:
+        # The seed: "In this phase, the data scientist isn't involved anymore."
+        Membership.objects.filter(
+            initiative=initiative, role=TeamRole.DATA_SCIENTIST, left_at__isnull=True
+        ).update(left_at=timezone.now(), removed_by=user, leave_reason="Initiative entered Ops")
+    if moving_back:
+        # A recycled initiative passes its gate again: the sign-offs given for the earlier pass
+        # no longer hold (the business re-aligns), so they are revoked, not deleted.
+        gate = rules.gate_out_of(phase)
+        if gate is not None:
+            Tick.objects.filter(
+                initiative=initiative, criterion__gate=gate, revoked_at__isnull=True
+            ).update(
+                revoked_at=timezone.now(),
+                revoked_by=user,
+                revoke_reason=f"Recycled to {Phase(phase).label}",
+            )
