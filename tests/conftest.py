@@ -1,0 +1,113 @@
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+from django.db import connection
+
+from initiatives.models import BusinessUnit, Initiative
+from initiatives.roles import Role
+from tests.factories import BusinessUnitFactory, UserFactory, make_initiative, pass_biz_gate
+
+# In CI (.ci/run) the real services are required: tests that need them fail instead of
+# skipping when they are missing.
+REQUIRE_SERVICES = os.environ.get("BIZDEVOPS_REQUIRE_SERVICES") == "1"
+
+
+def _missing(reason: str) -> None:
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{reason} (required: BIZDEVOPS_REQUIRE_SERVICES=1)", pytrace=False)
+    pytest.skip(reason)
+
+
+def _redis_url() -> str:
+    return os.environ.get("REDIS_URL", "")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("postgres") and connection.vendor != "postgresql":
+        _missing("needs PostgreSQL: set DATABASE_URL=postgres://...")
+    if item.get_closest_marker("redis"):
+        url = _redis_url()
+        if not url:
+            _missing("needs Redis: set REDIS_URL=redis://...")
+        else:
+            import redis
+
+            try:
+                redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+            except redis.RedisError as error:
+                _missing(f"Redis at {url} does not answer: {error}")
+
+
+@pytest.fixture(autouse=True)
+def _fast_passwords(settings: Any) -> None:
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def make_user(db: Any) -> Any:
+    def make(*roles: Role, username: str | None = None, **kwargs: Any) -> Any:
+        if username is not None:
+            kwargs["username"] = username
+        return UserFactory(roles=roles, **kwargs)
+
+    return make
+
+
+@pytest.fixture
+def pm(make_user: Any) -> Any:
+    return make_user(Role.PROGRAM_MANAGER, username="pm")
+
+
+@pytest.fixture
+def other_pm(make_user: Any) -> Any:
+    return make_user(Role.PROGRAM_MANAGER, username="pm2")
+
+
+@pytest.fixture
+def scientist(make_user: Any) -> Any:
+    return make_user(Role.DATA_SCIENTIST, username="scientist")
+
+
+@pytest.fixture
+def engineer(make_user: Any) -> Any:
+    return make_user(Role.DATA_ENGINEER, username="engineer")
+
+
+@pytest.fixture
+def devops(make_user: Any) -> Any:
+    return make_user(Role.DEVOPS_ENGINEER, username="devops")
+
+
+@pytest.fixture
+def stakeholder(make_user: Any) -> Any:
+    return make_user(Role.BUSINESS_STAKEHOLDER, username="stakeholder")
+
+
+@pytest.fixture
+def admin_user(make_user: Any) -> Any:
+    return make_user(username="admin", is_superuser=True, is_staff=True)
+
+
+@pytest.fixture
+def unit(db: Any, stakeholder: Any) -> BusinessUnit:
+    unit = BusinessUnitFactory(name="Fraud")
+    unit.stakeholders.add(stakeholder)
+    return unit
+
+
+@pytest.fixture
+def initiative(pm: Any, unit: BusinessUnit) -> Initiative:
+    return make_initiative(pm, unit)
+
+
+@pytest.fixture
+def ready_initiative(
+    initiative: Initiative, pm: Any, stakeholder: Any, scientist: Any, engineer: Any
+) -> Initiative:
+    """An initiative in Biz whose Biz → Dev gate holds."""
+    return pass_biz_gate(
+        initiative, pm=pm, stakeholder=stakeholder, scientist=scientist, engineer=engineer
+    )
