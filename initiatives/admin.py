@@ -133,7 +133,12 @@ class InitiativeAdmin(ServiceAdmin):
         "timebox",
     ]
     list_display_links = ["key", "title"]
-    list_filter = ["phase", "status", "business_unit", "accountable"]
+    list_filter = [
+        "phase",
+        "status",
+        "business_unit",
+        ("accountable", admin.RelatedOnlyFieldListFilter),
+    ]
     list_select_related = ["business_unit", "accountable"]
     search_fields = ["title", "business_problem", "use_case", "accountable__username"]
     readonly_fields = ["key", "accountable", "phase", "status", "dev_started_at", "created_by"]

@@ -166,6 +166,7 @@ DEMOS = [
             "data_feasibility": "",
         },
         {},
+        accountable="pm2",
     ),
     Demo(
         "Anti-money-laundering alert triage",
@@ -213,6 +214,7 @@ DEMOS = [
             "critical_threshold": 2.5,
         },
         [(200, "Bayesian MMM with adstock.", "Plausible; use it for the 2025 plan.")],
+        accountable="pm2",
     ),
 ]
 

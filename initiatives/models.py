@@ -140,7 +140,7 @@ class Initiative(models.Model):
 
     @property
     def dev_due_at(self) -> dt.datetime | None:
-        if self.phase != Phase.DEV or self.dev_started_at is None:
+        if self.phase != Phase.DEV or self.dev_started_at is None or self.is_final:
             return None
         return self.dev_started_at + dt.timedelta(weeks=self.dev_timebox_weeks)
 

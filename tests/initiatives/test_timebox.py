@@ -133,3 +133,10 @@ def test_recycle_from_ops_restarts_the_timebox(ops_initiative, pm):
     assert initiative.dev_started_at > long_ago
     assert initiative.dev_days_left == TIMEBOX_DEFAULT_WEEKS * 7
     assert initiative.dev_overdue is False
+
+
+def test_no_timebox_once_cancelled_in_dev(dev_initiative, pm):
+    initiative = decide(dev_initiative, Decision.KILL, pm)
+    assert initiative.phase == Phase.DEV
+    assert initiative.dev_days_left is None
+    assert initiative.dev_overdue is False
