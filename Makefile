@@ -22,9 +22,11 @@ migrate: install
 demo: migrate
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py seed_demo
 
+# Web server + Celery worker + beat (KPI jobs run on schedule); Redis when REDIS_URL is set,
+# else a file-system queue under var/celery.
 run: demo
 	@echo "BizDevOps on http://$(HOST):$(PORT)/  (log in as pm / demo; admin / demo for /admin/)"
-	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py runserver $(HOST):$(PORT)
+	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py devserver $(HOST):$(PORT)
 
 lint: install
 	$(BIN)/ruff check .
@@ -38,9 +40,15 @@ typecheck: install
 	DEBUG=1 $(BIN)/mypy .
 
 # SQLite by default; with DATABASE_URL / REDIS_URL set (as .ci/run does) against the real services.
-test: lint
+test: lint typecheck
 	DEBUG=1 $(BIN)/python manage.py makemigrations --check --dry-run
 	DEBUG=1 $(BIN)/pytest
+
+# PNGs of the board, an initiative page and its gate panel for docs/img/, from a fresh demo
+# database in a temporary folder (needs Chromium: apt-get install chromium).
+.PHONY: screenshots
+screenshots: install
+	$(BIN)/python scripts/screenshots.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache .mypy_cache

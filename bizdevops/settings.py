@@ -39,6 +39,8 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django_htmx",
+    "django_filters",
+    "template_partials",
     "rest_framework",
     "initiatives",
     "phases",
@@ -55,6 +57,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "bizdevops.middleware.DomainErrorMiddleware",
 ]
 
 ROOT_URLCONF = "bizdevops.urls"
@@ -70,6 +73,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "bizdevops.context_processors.navigation",
             ],
         },
     },
@@ -98,6 +102,7 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
+MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
 LOGOUT_REDIRECT_URL = "login"
 
 LANGUAGE_CODE = "en-us"
@@ -134,6 +139,8 @@ REDIS_URL: str = env.str("REDIS_URL", default="")
 CELERY_BROKER_URL: str = env.str("CELERY_BROKER_URL", default=REDIS_URL or "filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _queue_dir = VAR_DIR / "celery"
+    for _folder in ("queue", "processed", "control"):
+        (_queue_dir / _folder).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_queue_dir / "queue"),
         "data_folder_out": str(_queue_dir / "queue"),
@@ -141,12 +148,38 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "control_folder": str(_queue_dir / "control"),
         "store_processed": False,
     }
+else:
+    # Redis redelivers a message that was taken but never acknowledged (a worker killed
+    # mid-run) after this many seconds; the reaper resends lost runs much sooner. It must
+    # exceed the longest run (job timeouts go up to 3600 s) or a live run is redelivered.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=7200)
+    }
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 3, "interval_start": 0, "interval_step": 0.5}
+CELERY_BROKER_CONNECTION_TIMEOUT = 5
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# Fernet key that encrypts data source URLs at rest (required without DEBUG when a data source
+# is given a URL rather than an environment variable).
+DATA_SOURCE_KEY: str = env.str("DATA_SOURCE_KEY", default="")
+
+# KPI jobs: how often the dispatcher looks for due jobs, and how long a run may sit queued or
+# running past its time limit before the reaper sends it again.
+KPI_DISPATCH_INTERVAL_SECONDS: float = env.float("KPI_DISPATCH_INTERVAL_SECONDS", default=5.0)
+KPI_REAPER_INTERVAL_SECONDS: float = env.float("KPI_REAPER_INTERVAL_SECONDS", default=60.0)
+KPI_RUN_GRACE_SECONDS: int = env.int("KPI_RUN_GRACE_SECONDS", default=120)
+KPI_RUN_MAX_DELIVERIES: int = env.int("KPI_RUN_MAX_DELIVERIES", default=5)
+# Outbound HTTP for sources: timeouts and the largest response read.
+KPI_HTTP_CONNECT_TIMEOUT: float = env.float("KPI_HTTP_CONNECT_TIMEOUT", default=5.0)
+KPI_HTTP_MAX_BYTES: int = env.int("KPI_HTTP_MAX_BYTES", default=1_000_000)
+# The demo warehouse (a SQLite file built by seed_demo; refreshed every minute with DEBUG on).
+DEMO_WAREHOUSE_PATH = env.path("DEMO_WAREHOUSE_PATH", default=VAR_DIR / "warehouse.sqlite3")
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -9,5 +9,9 @@ admin.site.site_title = "BizDevOps admin"
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
+    path("", include("kpis.urls")),
     path("", include("initiatives.urls")),
 ]
+
+handler403 = "bizdevops.web.permission_denied"
+handler404 = "bizdevops.web.page_not_found"

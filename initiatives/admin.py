@@ -3,7 +3,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, cast
 
 from django.contrib import admin, messages
-from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -11,6 +10,7 @@ from django.http import HttpRequest
 from bizdevops.admin_forms import ReadOnlyInline, ServiceAdmin, ServiceForm
 from bizdevops.errors import DomainError
 from initiatives import selectors, services
+from initiatives.forms import people_with
 from initiatives.models import (
     BusinessUnit,
     Handover,
@@ -22,14 +22,6 @@ from initiatives.roles import Role
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
-
-
-def _people_with(role: Role) -> QuerySet[Any]:
-    return (
-        get_user_model()
-        .objects.filter(groups__name=role.value, is_active=True)
-        .order_by("username")
-    )
 
 
 class BusinessUnitForm(ServiceForm):
@@ -63,7 +55,7 @@ class BusinessUnitAdmin(ServiceAdmin):
 
     def formfield_for_manytomany(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         if db_field.name == "stakeholders":
-            kwargs["queryset"] = _people_with(Role.BUSINESS_STAKEHOLDER)
+            kwargs["queryset"] = people_with(Role.BUSINESS_STAKEHOLDER)
         return super().formfield_for_manytomany(db_field, request, **kwargs)
 
 
@@ -173,7 +165,7 @@ class InitiativeAdmin(ServiceAdmin):
 
     def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         if db_field.name == "accountable":
-            kwargs["queryset"] = _people_with(Role.PROGRAM_MANAGER)
+            kwargs["queryset"] = people_with(Role.PROGRAM_MANAGER)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def get_search_results(
@@ -220,7 +212,7 @@ class HandoverAdmin(ServiceAdmin):
 
     def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         if db_field.name == "to_user":
-            kwargs["queryset"] = _people_with(Role.PROGRAM_MANAGER)
+            kwargs["queryset"] = people_with(Role.PROGRAM_MANAGER)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 

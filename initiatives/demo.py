@@ -14,10 +14,13 @@ from django.utils import timezone
 from initiatives import services
 from initiatives.models import BusinessUnit, Initiative, TeamRole
 from initiatives.roles import Role
+from kpis import demo as warehouse
 from kpis import services as kpi_services
+from kpis.models import DataSource, DataSourceKind, ScheduleKind, SourceKind, Trigger
 from phases import services as phase_services
 from phases.models import Criterion, Decision
 
+WAREHOUSE = "Demo warehouse"
 DEMO_PASSWORD = "demo"  # noqa: S105  (demo users only exist with DEBUG on)
 
 DEMO_USERS: list[tuple[str, str, str, Role | None]] = [
@@ -46,6 +49,9 @@ class Demo:
     story: dict[str, str]
     kpi: dict[str, Any]
     iterations: list[tuple[int, str, str]] = field(default_factory=list)  # days ago, tried, said
+    # SQL on the demo warehouse per KPI name; KPIs with SQL get a job (every minute).
+    jobs: dict[str, str] = field(default_factory=dict)
+    more_kpis: list[dict[str, Any]] = field(default_factory=list)
     accountable: str = "pm"
     handover_to: str | None = None
 
@@ -81,6 +87,21 @@ DEMOS = [
             ),
             (12, "Added SHAP reasons to each alert.", "Accepted for production."),
         ],
+        jobs={
+            "Fraud caught": warehouse.FRAUD_CAUGHT_SQL,
+            "False alarms": warehouse.FALSE_ALARM_SQL,
+        },
+        more_kpis=[
+            {
+                "name": "False alarms",
+                "unit": "%",
+                "direction": "lower",
+                "target": 10,
+                "warning_threshold": 15,
+                "critical_threshold": 25,
+                "description": "Share of flagged payments that were not fraud (last hour).",
+            },
+        ],
     ),
     Demo(
         "Customer churn prediction",
@@ -108,6 +129,7 @@ DEMOS = [
             (9, "First model on billing data only.", "Useful, but misses support complaints."),
             (2, "Added support ticket features.", ""),
         ],
+        jobs={"Monthly churn rate": warehouse.CHURN_SQL},
     ),
     Demo(
         "Predictive maintenance on the shop floor",
@@ -136,6 +158,7 @@ DEMOS = [
         ],
         accountable="pm2",
         handover_to="pm",
+        jobs={"Unplanned downtime": warehouse.DOWNTIME_SQL},
     ),
     Demo(
         "Credit-risk scoring for small businesses",
@@ -215,6 +238,7 @@ DEMOS = [
         },
         [(200, "Bayesian MMM with adstock.", "Plausible; use it for the 2025 plan.")],
         accountable="pm2",
+        jobs={"Return on ad spend": "SELECT 3.4"},
     ),
 ]
 
@@ -261,6 +285,44 @@ def _decide(initiative: Initiative, decision: Decision, rationale: str, user: An
     return initiative
 
 
+def _register_jobs(initiative: Initiative, demo: Demo, users: dict[str, Any]) -> None:
+    """The engineer registers a job per KPI on the demo warehouse and trial-runs it (the
+    Dev → Ops gate needs a successful trial run for every KPI)."""
+    engineer = users["engineer"]
+    source = DataSource.objects.get(name=WAREHOUSE)
+    for kpi in initiative.kpis.all():
+        sql = demo.jobs.get(kpi.name)
+        if sql is None:
+            continue
+        job = kpi_services.job_register(
+            kpi=kpi,
+            user=engineer,
+            schedule_kind=ScheduleKind.CRON,
+            cron="* * * * *",
+            source_kind=SourceKind.SQL,
+            data_source=source,
+            sql=sql,
+            timeout_seconds=20,
+        )
+        run = kpi_services.run_request(job=job, user=engineer, trigger=Trigger.TRIAL)
+        kpi_services.run_execute(run_id=run.pk, worker="seed_demo")
+
+
+def _warehouse(admin: Any, log: list[str]) -> None:
+    added = warehouse.tick()
+    if added:
+        log.append(f"demo warehouse rows for {added} minutes at {warehouse.path()}")
+    if not DataSource.objects.filter(name=WAREHOUSE).exists():
+        kpi_services.data_source_save(
+            user=admin,
+            name=WAREHOUSE,
+            kind=DataSourceKind.DATABASE,
+            url=warehouse.url(),
+            description="Demo: card transactions, customer events, machine sensor readings.",
+        )
+        log.append(f"data source {WAREHOUSE}")
+
+
 def _build(demo: Demo, users: dict[str, Any], unit: BusinessUnit) -> Initiative:
     pm = users[demo.accountable]
     stakeholder = users["stakeholder"]
@@ -280,8 +342,8 @@ def _build(demo: Demo, users: dict[str, Any], unit: BusinessUnit) -> Initiative:
         )
         pm = users[demo.handover_to]
         initiative.refresh_from_db()
-    if demo.kpi:
-        kpi_services.kpi_define(initiative=initiative, user=pm, **demo.kpi)
+    for kpi in [demo.kpi, *demo.more_kpis] if demo.kpi else []:
+        kpi_services.kpi_define(initiative=initiative, user=pm, **kpi)
     if demo.target == "biz":
         return initiative
     services.member_add(
@@ -317,6 +379,7 @@ def _build(demo: Demo, users: dict[str, Any], unit: BusinessUnit) -> Initiative:
             business_feedback=said,
             happened_on=today - dt.timedelta(days=days_ago),
         )
+    _register_jobs(initiative, demo, users)
     if demo.target == "dev":
         return initiative
     if demo.target == "dev-hold":
@@ -344,6 +407,7 @@ def seed(log: list[str]) -> None:
     """Create what is missing; existing users, units and initiatives are left as they are."""
     users = _users(log)
     units = _units(users["admin"], users["stakeholder"])
+    _warehouse(users["admin"], log)
     for demo in DEMOS:
         if Initiative.objects.filter(title=demo.title).exists():
             continue

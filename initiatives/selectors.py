@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.http import Http404
 
-from initiatives.models import FINAL_STATUSES, KEY_PREFIX, Initiative
+from initiatives.models import FINAL_STATUSES, KEY_PREFIX, Initiative, Iteration, Membership, Phase
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AnonymousUser, User
@@ -24,8 +24,18 @@ def parse_key(key: str) -> int | None:
 
 
 def initiative_list() -> QuerySet[Initiative]:
-    """Initiatives with what a list shows, in a constant number of queries."""
-    return Initiative.objects.select_related("business_unit", "accountable")
+    """Initiatives with what a card or list row shows, in a constant number of queries."""
+    return Initiative.objects.select_related("business_unit", "accountable").annotate(
+        kpi_count=Count("kpis", distinct=True)
+    )
+
+
+def open_initiatives() -> QuerySet[Initiative]:
+    return initiative_list().exclude(status__in=FINAL_STATUSES)
+
+
+def closed_initiatives() -> QuerySet[Initiative]:
+    return initiative_list().filter(status__in=FINAL_STATUSES).order_by("-updated_at")
 
 
 def initiative_get(key: str) -> Initiative:
@@ -40,13 +50,40 @@ def initiative_get(key: str) -> Initiative:
 
 def my_initiatives(user: User | AnonymousUser) -> QuerySet[Initiative]:
     """Open initiatives the user is accountable for or on the team of."""
-    return (
-        initiative_list()
-        .filter(
-            Q(accountable_id=user.pk)
-            | Q(memberships__user_id=user.pk, memberships__left_at__isnull=True)
-        )
-        .exclude(status__in=FINAL_STATUSES)
-        .distinct()
-        .order_by("phase", "id")
+    mine = Initiative.objects.filter(
+        Q(accountable_id=user.pk)
+        | Q(memberships__user_id=user.pk, memberships__left_at__isnull=True)
+    ).values("pk")
+    return open_initiatives().filter(pk__in=mine).order_by("phase", "id")
+
+
+def by_phase(initiatives: QuerySet[Initiative]) -> list[tuple[Phase, list[Initiative]]]:
+    """Board columns: one list per phase, in phase order."""
+    rows = list(initiatives)
+    return [(phase, [i for i in rows if i.phase == phase]) for phase in Phase]
+
+
+def team(initiative: Initiative) -> list[Membership]:
+    return list(
+        initiative.memberships.filter(left_at__isnull=True)
+        .select_related("user")
+        .order_by("role", "user__username")
     )
+
+
+def iterations(initiative: Initiative) -> list[Iteration]:
+    return list(initiative.iterations.select_related("recorded_by").order_by("-number"))
+
+
+def team_roles_of(user: User | AnonymousUser) -> dict[int, set[str]]:
+    """The user's active team roles per initiative id, in one query (for lists that show
+    per-initiative actions)."""
+    roles: dict[int, set[str]] = {}
+    if not user.is_authenticated:
+        return roles
+    rows = Membership.objects.filter(user_id=user.pk, left_at__isnull=True).values_list(
+        "initiative_id", "role"
+    )
+    for initiative_id, role in rows:
+        roles.setdefault(initiative_id, set()).add(role)
+    return roles

@@ -9,4 +9,4 @@ class KpisConfig(AppConfig):
     verbose_name = "KPIs"
 
     def ready(self) -> None:
-        from kpis import checks  # noqa: F401  (registers the KPI gate checks)
+        from kpis import calculations, checks  # noqa: F401  (registers checks, calculations)

@@ -82,6 +82,24 @@ def available_decisions(initiative: Initiative) -> list[Decision]:
     ]
 
 
+def describe(initiative: Initiative, decision: Decision) -> str:
+    """What a decision would do to this initiative, in words for the decision form."""
+    transition = ALLOWED.get((Phase(initiative.phase), decision))
+    if transition is None:
+        return ""
+    if decision == Decision.GO and transition.to_phase is not None:
+        return f"Advance to {transition.to_phase.label}; every criterion of the gate must hold."
+    if transition.to_phase is not None:
+        return f"Back to {transition.to_phase.label}, active; its gate must be passed again."
+    effects = {
+        Decision.HOLD: "Pause; the phase is kept and scheduled Ops jobs stop.",
+        Decision.RESUME: "Back to active in the same phase.",
+        Decision.KILL: "Cancel the initiative. Final.",
+        Decision.RETIRE: "Retire it from Ops; jobs stop, history and KPIs stay readable. Final.",
+    }
+    return effects.get(decision, "")
+
+
 def gate_out_of(phase: str) -> Gate | None:
     return Gate.objects.filter(from_phase=phase).first()
 
@@ -133,14 +151,28 @@ def unmet(states: list[CriterionState]) -> list[CriterionState]:
     return [state for state in states if not state.satisfied]
 
 
-def can_tick(user: User | AnonymousUser, initiative: Initiative, criterion: Criterion) -> bool:
-    """Business sign-offs only by a stakeholder of the initiative's unit (not even an admin,
-    since the sign-off is the business's word); other manual criteria by the accountable
-    program manager, an admin or an active team member."""
-    if criterion.kind != CriterionKind.MANUAL or not user.is_authenticated:
+def tick_rights(user: User | AnonymousUser, initiative: Initiative) -> frozenset[TickPolicy]:
+    """The tick policies a user satisfies on an initiative (computed once per page)."""
+    if not user.is_authenticated:
+        return frozenset()
+    rights = set()
+    # Business sign-offs only by a stakeholder of the initiative's unit (not even an admin:
+    # the sign-off is the business's word).
+    if permissions.is_unit_stakeholder(user, initiative.business_unit):
+        rights.add(TickPolicy.UNIT_STAKEHOLDER)
+    if permissions.can_manage(user, initiative) or permissions.active_roles_on(user, initiative):
+        rights.add(TickPolicy.TEAM)
+    return frozenset(rights)
+
+
+def can_tick(
+    user: User | AnonymousUser,
+    initiative: Initiative,
+    criterion: Criterion,
+    rights: frozenset[TickPolicy] | None = None,
+) -> bool:
+    if criterion.kind != CriterionKind.MANUAL:
         return False
-    if criterion.tick_policy == TickPolicy.UNIT_STAKEHOLDER:
-        return permissions.is_unit_stakeholder(user, initiative.business_unit)
-    return permissions.can_manage(user, initiative) or bool(
-        permissions.active_roles_on(user, initiative)
-    )
+    if rights is None:
+        rights = tick_rights(user, initiative)
+    return TickPolicy(criterion.tick_policy) in rights

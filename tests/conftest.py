@@ -4,6 +4,7 @@ import os
 from typing import Any
 
 import pytest
+from cryptography.fernet import Fernet
 from django.db import connection
 
 from initiatives.models import BusinessUnit, Initiative
@@ -42,8 +43,11 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _fast_passwords(settings: Any) -> None:
+def _test_settings(settings: Any, tmp_path: Any) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    settings.DEMO_WAREHOUSE_PATH = tmp_path / "warehouse.sqlite3"
+    # pytest-django runs tests with DEBUG off, where encrypting a data source URL needs a key.
+    settings.DATA_SOURCE_KEY = Fernet.generate_key().decode()
 
 
 @pytest.fixture

@@ -81,8 +81,28 @@ def pass_biz_gate(
     return initiative
 
 
-def pass_dev_gate(initiative: Initiative, *, pm: Any, stakeholder: Any) -> Initiative:
-    """Make every Dev → Ops criterion hold (the initiative must be in Dev, engineer on team)."""
+def trial_run_every_kpi(initiative: Initiative, *, user: Any) -> None:
+    """Register a Python-calculation job for every KPI without one, and trial-run it."""
+    from kpis.models import Trigger
+
+    for kpi in initiative.kpis.all():
+        job = getattr(kpi, "job", None) or kpi_services.job_register(
+            kpi=kpi,
+            user=user,
+            schedule_kind="interval",
+            interval_seconds=300,
+            source_kind="python",
+            calculation="portfolio.initiatives_in_ops",
+        )
+        run = kpi_services.run_request(job=job, user=user, trigger=Trigger.TRIAL)
+        kpi_services.run_execute(run_id=run.pk, worker="tests")
+
+
+def pass_dev_gate(
+    initiative: Initiative, *, pm: Any, stakeholder: Any, engineer: Any = None
+) -> Initiative:
+    """Make every Dev → Ops criterion hold (the initiative must be in Dev, an engineer on the
+    team: the first active data or devops engineer runs the trials)."""
     initiative_services.iteration_add(
         initiative=initiative,
         user=pm,
@@ -94,6 +114,16 @@ def pass_dev_gate(initiative: Initiative, *, pm: Any, stakeholder: Any) -> Initi
         criterion=Criterion.objects.get(code="results_accepted"),
         user=stakeholder,
     )
+    if engineer is None:
+        engineer = (
+            initiative.memberships.filter(
+                left_at__isnull=True, role__in=[TeamRole.DATA_ENGINEER, TeamRole.DEVOPS_ENGINEER]
+            )
+            .select_related("user")
+            .first()
+            .user
+        )
+    trial_run_every_kpi(initiative, user=engineer)
     return initiative
 
 

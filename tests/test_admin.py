@@ -8,12 +8,14 @@ import pytest
 from django.contrib import admin
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from initiatives import services as initiative_services
 from initiatives.models import Handover, Initiative, Phase, Status
+from kpis import services as kpi_services
 from phases import rules
 from phases.models import Criterion, Decision, GateDecision, Tick
-from tests.factories import BusinessUnitFactory, decide, make_initiative
+from tests.factories import BusinessUnitFactory, decide, make_initiative, trial_run_every_kpi
 
 REGISTERED = sorted(
     (model._meta.app_label, model._meta.model_name) for model in admin.site._registry
@@ -67,13 +69,22 @@ def _story(initiative: Initiative, **changes: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def populated(ready_initiative: Initiative, pm: Any, other_pm: Any) -> Initiative:
-    """A row in every registered model: membership, KPI, tick, decision, iteration, handover."""
+def populated(
+    ready_initiative: Initiative, pm: Any, other_pm: Any, admin_user: Any, engineer: Any
+) -> Initiative:
+    """A row in every registered model: membership, KPI, tick, decision, iteration, handover,
+    data source, job, run, measurement."""
     initiative = decide(ready_initiative, Decision.GO, pm)
     initiative_services.iteration_add(initiative=initiative, user=pm, tried="Logistic regression")
     initiative_services.initiative_hand_over(
         initiative=initiative, to=other_pm, reason="pm moves to Risk", user=pm
     )
+    kpi_services.data_source_save(
+        user=admin_user, name="Warehouse", kind="database", url="sqlite:////tmp/w.db"
+    )
+    trial_run_every_kpi(initiative, user=engineer)
+    kpi = initiative.kpis.get()
+    kpi_services.measurement_record(kpi=kpi, as_of=timezone.now(), value=1.0, origin="api")
     return initiative
 
 

@@ -77,7 +77,11 @@ def test_go_from_dev_enters_ops_and_scientists_leave(ready_initiative, pm, stake
     initiative = decide(ready_initiative, Decision.GO, pm)
     with pytest.raises(GateError) as refused:
         gate_decide(initiative=initiative, decision="go", rationale="Ops", user=pm)
-    assert set(refused.value.unmet_codes) == {"iteration_with_feedback", "results_accepted"}
+    assert set(refused.value.unmet_codes) == {
+        "iteration_with_feedback",
+        "results_accepted",
+        "kpi_jobs_trial_passed",
+    }
     pass_dev_gate(initiative, pm=pm, stakeholder=stakeholder)
     initiative = decide(initiative, Decision.GO, pm)
     assert (initiative.phase, initiative.status) == (Phase.OPS, Status.ACTIVE)

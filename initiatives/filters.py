@@ -1,0 +1,77 @@
+"""Board and archive filters (django-filter); the API reuses them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import django_filters
+from django.contrib.auth import get_user_model
+from django.db.models import Q, QuerySet
+
+from initiatives.models import BusinessUnit, Initiative, Status
+from initiatives.roles import Role
+from initiatives.selectors import parse_key
+
+OPEN_STATUSES = [(Status.ACTIVE.value, Status.ACTIVE.label), (Status.ON_HOLD.value, "On hold")]
+CLOSED_STATUSES = [(Status.CANCELLED.value, "Cancelled"), (Status.RETIRED.value, "Retired")]
+
+
+def _program_managers(request: Any) -> QuerySet[Any]:
+    return (
+        get_user_model()
+        .objects.filter(groups__name=Role.PROGRAM_MANAGER.value)
+        .order_by("username")
+    )
+
+
+class InitiativeFilter(django_filters.FilterSet):
+    q = django_filters.CharFilter(method="search", label="Search")
+    unit = django_filters.ModelChoiceFilter(
+        field_name="business_unit",
+        queryset=BusinessUnit.objects.all(),
+        label="Business unit",
+        empty_label="All units",
+    )
+    accountable = django_filters.ModelChoiceFilter(
+        queryset=_program_managers,
+        to_field_name="username",
+        label="Accountable",
+        empty_label="Anyone",
+    )
+    status = django_filters.ChoiceFilter(choices=OPEN_STATUSES, empty_label="Active and on hold")
+    mine = django_filters.BooleanFilter(method="only_mine", label="Only mine")
+
+    class Meta:
+        model = Initiative
+        fields = ["q", "unit", "accountable", "status", "mine"]
+
+    def search(self, queryset: QuerySet[Initiative], name: str, value: str) -> QuerySet[Initiative]:
+        value = value.strip()
+        if not value:
+            return queryset
+        pk = parse_key(value)
+        if pk is not None:
+            return queryset.filter(pk=pk)
+        return queryset.filter(
+            Q(title__icontains=value)
+            | Q(business_problem__icontains=value)
+            | Q(use_case__icontains=value)
+        )
+
+    def only_mine(
+        self, queryset: QuerySet[Initiative], name: str, value: bool | None
+    ) -> QuerySet[Initiative]:
+        if not value or self.request is None or not self.request.user.is_authenticated:
+            return queryset
+        user_id = self.request.user.pk
+        mine = Initiative.objects.filter(
+            Q(accountable_id=user_id)
+            | Q(memberships__user_id=user_id, memberships__left_at__isnull=True)
+        ).values("pk")
+        return queryset.filter(pk__in=mine)
+
+
+class ArchiveFilter(InitiativeFilter):
+    status = django_filters.ChoiceFilter(
+        choices=CLOSED_STATUSES, empty_label="Cancelled and retired"
+    )

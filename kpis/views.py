@@ -1,0 +1,158 @@
+"""The Ops page for engineers: KPIs and their jobs, register / edit / enable / disable a job,
+schedule preview, trial runs and 'run now' with live state, run history."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from bizdevops.errors import DomainError
+from bizdevops.web import refusal_status, run_service
+from initiatives import selectors as initiative_selectors
+from initiatives.roles import is_admin
+from initiatives.views import HtmxHttpRequest
+from kpis import scheduling, selectors, services
+from kpis.forms import JobForm
+from kpis.models import KPI, Job, Run, Trigger
+
+
+@login_required
+def ops(request: HtmxHttpRequest) -> HttpResponse:
+    initiatives = list(selectors.ops_initiatives())
+    roles = initiative_selectors.team_roles_of(request.user)
+    admin = is_admin(request.user)
+    rows = []
+    for initiative in initiatives:
+        operator = admin or bool(roles.get(initiative.pk, set()) & services.ENGINEER_ROLES)
+        rows.append((initiative, operator))
+    return render(request, "kpis/ops.html", {"rows": rows})
+
+
+def _job_or_404(pk: int) -> Job:
+    try:
+        return selectors.job_get(pk)
+    except Job.DoesNotExist:
+        raise Http404("No such job.") from None
+
+
+def _cleaned_job(form: JobForm) -> dict[str, Any]:
+    data = dict(form.cleaned_data)
+    data["calculation"] = data.get("calculation") or ""
+    for text in ("cron", "sql", "http_path", "json_path"):
+        data[text] = data.get(text) or ""
+    return data
+
+
+@login_required
+def job_create(request: HtmxHttpRequest, kpi_id: int) -> HttpResponse:
+    kpi = get_object_or_404(KPI.objects.select_related("initiative"), pk=kpi_id)
+    if not services.can_operate(request.user, kpi.initiative):
+        raise PermissionDenied("Only data or devops engineers of the team register jobs.")
+    form = JobForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        job = run_service(
+            form,
+            lambda: services.job_register(kpi=kpi, user=request.user, **_cleaned_job(form)),
+        )
+        if job is not None:
+            messages.success(request, f"Job registered for {kpi.name}. Start a trial run.")
+            return redirect("job-detail", pk=job.pk)
+    status = refusal_status(form) if request.method == "POST" else 200
+    context = {"form": form, "kpi": kpi, "initiative": kpi.initiative}
+    return render(request, "kpis/job_form.html", context, status=status)
+
+
+@login_required
+def job_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    job = _job_or_404(pk)
+    initiative = job.kpi.initiative
+    operator = services.can_operate(request.user, initiative)
+    form = JobForm(request.POST or None, initial=JobForm.initial_for(job)) if operator else None
+    status = 200
+    if request.method == "POST":
+        if form is None:
+            raise PermissionDenied("Only data or devops engineers of the team operate jobs.")
+        if form.is_valid():
+            changes = {k: v for k, v in _cleaned_job(form).items() if k in form.changed_data}
+            saved = run_service(
+                form, lambda: services.job_update(job=job, user=request.user, **changes)
+            )
+            if saved is not None:
+                messages.success(request, "Job saved.")
+                return redirect("job-detail", pk=job.pk)
+        status = refusal_status(form)
+    context = {
+        "job": job,
+        "kpi": job.kpi,
+        "initiative": initiative,
+        "form": form,
+        "operator": operator,
+        "may_run": services.can_run(request.user, initiative),
+        "runs": selectors.run_history(job),
+        "upcoming": _upcoming(job),
+    }
+    template = (
+        "kpis/job_detail.html#runs"
+        if request.htmx and request.method == "GET"
+        else ("kpis/job_detail.html")
+    )
+    return render(request, template, context, status=status)
+
+
+def _upcoming(job: Job) -> list[Any]:
+    try:
+        return scheduling.upcoming(
+            job.schedule_kind, job.cron, job.interval_seconds, timezone.now()
+        )
+    except DomainError:
+        return []
+
+
+@login_required
+@require_POST
+def job_toggle(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    job = _job_or_404(pk)
+    services.job_update(job=job, user=request.user, enabled=not job.enabled)
+    messages.success(request, "Job enabled." if not job.enabled else "Job disabled.")
+    return redirect(request.POST.get("next") or reverse("job-detail", kwargs={"pk": pk}))
+
+
+@login_required
+@require_POST
+def run_start(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    job = _job_or_404(pk)
+    trigger = Trigger.TRIAL if request.POST.get("trigger") == Trigger.TRIAL else Trigger.MANUAL
+    run = services.run_request(job=job, user=request.user, trigger=trigger)
+    if request.htmx:
+        return render(request, "kpis/_run_status.html", {"run": run, "job": job})
+    messages.success(request, f"{run.get_trigger_display()} queued.")
+    return redirect("job-detail", pk=pk)
+
+
+@login_required
+def run_status(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    run = get_object_or_404(Run.objects.select_related("job"), pk=pk)
+    return render(request, "kpis/_run_status.html", {"run": run, "job": run.job})
+
+
+@login_required
+def schedule_preview(request: HtmxHttpRequest) -> HttpResponse:
+    """The next five fire times of a schedule being typed (htmx, from the job form)."""
+    kind = request.GET.get("schedule_kind", "")
+    cron = request.GET.get("cron", "")
+    raw = request.GET.get("interval_seconds", "")
+    interval = int(raw) if raw.isascii() and raw.isdigit() else None
+    try:
+        times = scheduling.upcoming(kind, cron, interval, timezone.now())
+        error = ""
+    except DomainError as refusal:
+        times, error = [], refusal.message
+    return render(request, "kpis/_schedule_preview.html", {"times": times, "error": error})

@@ -1,0 +1,140 @@
+"""Reads for the gate panel and the history timeline."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from initiatives import permissions
+from initiatives.models import Initiative, Phase
+from phases import rules
+from phases.models import Decision, Gate, GateDecision, Tick
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AnonymousUser, User
+
+
+@dataclass(frozen=True)
+class CriterionRow:
+    state: rules.CriterionState
+    can_tick: bool
+
+
+@dataclass(frozen=True)
+class GatePanel:
+    gate: Gate | None
+    rows: list[CriterionRow]
+    decisions: list[Decision]
+    can_decide: bool
+    descriptions: dict[Decision, str] = field(default_factory=dict)
+
+    @property
+    def unmet(self) -> list[rules.CriterionState]:
+        return [row.state for row in self.rows if not row.state.satisfied]
+
+    @property
+    def choices(self) -> list[tuple[Decision, str]]:
+        return [(decision, self.descriptions.get(decision, "")) for decision in self.decisions]
+
+    @property
+    def met_count(self) -> int:
+        return sum(1 for row in self.rows if row.state.satisfied)
+
+
+def gate_panel(initiative: Initiative, user: User | AnonymousUser) -> GatePanel:
+    """The next gate of an initiative as the user sees it: each criterion with its state and
+    whether this user may tick it, and the decisions the user may record."""
+    gate = None if initiative.is_final else rules.gate_out_of(initiative.phase)
+    states = rules.checklist(initiative, gate) if gate is not None else []
+    rights = rules.tick_rights(user, initiative) if states else frozenset()
+    can_decide = permissions.can_decide(user, initiative)
+    decisions = rules.available_decisions(initiative) if can_decide else []
+    return GatePanel(
+        gate=gate,
+        rows=[
+            CriterionRow(state, rules.can_tick(user, initiative, state.criterion, rights))
+            for state in states
+        ],
+        decisions=decisions,
+        can_decide=can_decide,
+        descriptions={decision: rules.describe(initiative, decision) for decision in decisions},
+    )
+
+
+@dataclass(frozen=True)
+class TimelineEvent:
+    at: dt.datetime
+    kind: str  # created, decision, handover, tick, untick, joined, left
+    actor: User | None
+    title: str
+    detail: str = ""
+    badges: list[str] = field(default_factory=list)
+
+
+def _decision_title(record: GateDecision) -> str:
+    if record.from_phase != record.to_phase:
+        phase = Phase(record.to_phase).label
+        return f"{record.get_decision_display()}: entered {phase}"
+    return f"{record.get_decision_display()}: {record.get_to_status_display().lower()}"
+
+
+def timeline(initiative: Initiative) -> list[TimelineEvent]:
+    """Everything that happened to an initiative, newest first, in a fixed number of queries."""
+    events = [
+        TimelineEvent(
+            initiative.created_at, "created", initiative.created_by, "Initiative created in Biz"
+        )
+    ]
+    for record in initiative.decisions.select_related("decided_by"):
+        events.append(
+            TimelineEvent(
+                record.decided_at,
+                "decision",
+                record.decided_by,
+                _decision_title(record),
+                record.rationale,
+                [record.decision],
+            )
+        )
+    for handover in initiative.handovers.select_related("from_user", "to_user", "handed_over_by"):
+        events.append(
+            TimelineEvent(
+                handover.at,
+                "handover",
+                handover.handed_over_by,
+                f"Accountability handed over from {handover.from_user.get_username()} "
+                f"to {handover.to_user.get_username()}",
+                handover.reason,
+            )
+        )
+    ticks = Tick.objects.filter(initiative=initiative).select_related(
+        "criterion", "ticked_by", "revoked_by"
+    )
+    for tick in ticks:
+        events.append(
+            TimelineEvent(
+                tick.ticked_at, "tick", tick.ticked_by, f"Ticked: {tick.criterion.title}", tick.note
+            )
+        )
+        if tick.revoked_at is not None:
+            events.append(
+                TimelineEvent(
+                    tick.revoked_at,
+                    "untick",
+                    tick.revoked_by,
+                    f"Unticked: {tick.criterion.title}",
+                    tick.revoke_reason,
+                )
+            )
+    for member in initiative.memberships.select_related("user", "added_by", "removed_by"):
+        who = f"{member.user.get_username()} ({member.get_role_display().lower()})"
+        events.append(TimelineEvent(member.joined_at, "joined", member.added_by, f"{who} joined"))
+        if member.left_at is not None:
+            events.append(
+                TimelineEvent(
+                    member.left_at, "left", member.removed_by, f"{who} left", member.leave_reason
+                )
+            )
+    events.sort(key=lambda event: event.at, reverse=True)
+    return events

@@ -1,0 +1,97 @@
+"""Gate actions on the initiative page: tick / untick a criterion, record a decision."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404
+from django.views.decorators.http import require_POST
+
+from bizdevops.web import refusal_status, run_service
+from initiatives import permissions, selectors
+from initiatives.views import HtmxHttpRequest, after_action, render_detail
+from phases import services
+from phases.forms import DecisionForm, TickForm
+from phases.models import Criterion, Decision
+
+
+@login_required
+@require_POST
+def criterion_tick(request: HtmxHttpRequest, key: str, code: str) -> HttpResponse:
+    initiative = selectors.initiative_get(key)
+    criterion = get_object_or_404(Criterion, code=code)
+    form = TickForm(request.POST)
+    untick = request.POST.get("action") == "untick"
+    if form.is_valid():
+        if untick:
+            done = run_service(
+                form,
+                lambda: services.criterion_untick(
+                    initiative=initiative,
+                    criterion=criterion,
+                    user=request.user,
+                    reason=form.cleaned_data["note"] or "Unticked",
+                ),
+            )
+        else:
+            done = run_service(
+                form,
+                lambda: services.criterion_tick(
+                    initiative=initiative,
+                    criterion=criterion,
+                    user=request.user,
+                    **form.cleaned_data,
+                ),
+            )
+        if done is not None or (untick and not form.errors):
+            verb = "Unticked" if untick else "Ticked"
+            messages.success(request, f"{verb}: {criterion.title}.")
+            return after_action(request, key, part="gate-panel", also=("history",))
+    return render_detail(
+        request,
+        initiative,
+        part="gate-panel",
+        status=refusal_status(form),
+        tick_form=form,
+        tick_for=criterion.code,
+    )
+
+
+@login_required
+@require_POST
+def decide(request: HtmxHttpRequest, key: str) -> HttpResponse:
+    initiative = selectors.initiative_get(key)
+    if not permissions.can_decide(request.user, initiative):
+        raise PermissionDenied("Only the accountable program manager or an admin decides.")
+    form = DecisionForm(request.POST)
+    refused: list[object] = []
+    if form.is_valid():
+        record = run_service(
+            form,
+            lambda: services.gate_decide(
+                initiative=initiative,
+                decision=form.cleaned_data["decision"],
+                rationale=form.cleaned_data["rationale"],
+                user=request.user,
+            ),
+        )
+        refusal = getattr(form, "refusal", None)
+        if isinstance(refusal, services.GateError):
+            refused = list(refusal.unmet)
+        if record is not None:
+            messages.success(
+                request,
+                f"{Decision(record.decision).label} recorded: {initiative.key} is now "
+                f"{record.get_to_phase_display()} / {record.get_to_status_display().lower()}.",
+            )
+            return after_action(request, key, part="gate-panel", reload=True)
+    return render_detail(
+        request,
+        initiative,
+        part="gate-panel",
+        status=refusal_status(form),
+        decision_form=form,
+        refused=refused,
+    )
