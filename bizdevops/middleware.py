@@ -4,6 +4,7 @@ from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django_htmx.http import reswap, retarget
 
 from bizdevops.errors import DomainError
 
@@ -22,6 +23,16 @@ class DomainErrorMiddleware:
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if not isinstance(exception, DomainError) or request.path.startswith("/api/"):
             return None
+        if getattr(request, "htmx", False):
+            # An htmx request swaps a fragment into the page: put the reason in the page's
+            # message area instead of nesting a whole error page where the fragment goes.
+            response = render(
+                request,
+                "_messages_error.html",
+                {"reason": exception.message},
+                status=exception.status_code,
+            )
+            return reswap(retarget(response, "#messages"), "innerHTML")
         return render(
             request, "refused.html", {"reason": exception.message}, status=exception.status_code
         )

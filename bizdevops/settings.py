@@ -42,9 +42,13 @@ INSTALLED_APPS = [
     "django_filters",
     "template_partials",
     "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "initiatives",
     "phases",
     "kpis",
+    "notifications",
 ]
 
 MIDDLEWARE = [
@@ -178,14 +182,62 @@ KPI_RUN_MAX_DELIVERIES: int = env.int("KPI_RUN_MAX_DELIVERIES", default=5)
 # Outbound HTTP for sources: timeouts and the largest response read.
 KPI_HTTP_CONNECT_TIMEOUT: float = env.float("KPI_HTTP_CONNECT_TIMEOUT", default=5.0)
 KPI_HTTP_MAX_BYTES: int = env.int("KPI_HTTP_MAX_BYTES", default=1_000_000)
+# Webhooks: attempts per delivery (exponential backoff) and the request timeout.
+WEBHOOK_MAX_ATTEMPTS: int = env.int("WEBHOOK_MAX_ATTEMPTS", default=6)
+WEBHOOK_TIMEOUT_SECONDS: float = env.float("WEBHOOK_TIMEOUT_SECONDS", default=10.0)
+SITE_URL: str = env.str("SITE_URL", default="http://127.0.0.1:8000")
 # The demo warehouse (a SQLite file built by seed_demo; refreshed every minute with DEBUG on).
 DEMO_WAREHOUSE_PATH = env.path("DEMO_WAREHOUSE_PATH", default=VAR_DIR / "warehouse.sqlite3")
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PAGINATION_CLASS": "bizdevops.api.Pagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_FILTER_BACKENDS": [
+        "django_filters.rest_framework.DjangoFilterBackend",
+        "rest_framework.filters.OrderingFilter",
+    ],
+    "DEFAULT_SCHEMA_CLASS": "bizdevops.schema.DocumentedErrorsSchema",
+    "EXCEPTION_HANDLER": "bizdevops.api.exception_handler",
+    "DEFAULT_THROTTLE_CLASSES": [
+        "rest_framework.throttling.AnonRateThrottle",
+        "rest_framework.throttling.UserRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": env.str("API_THROTTLE_ANON", default="30/minute"),
+        "user": env.str("API_THROTTLE_USER", default="1200/minute"),
+    },
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
+    # Proxies in front of the app: 0 identifies clients by REMOTE_ADDR (X-Forwarded-For is
+    # ignored, so it cannot reset a throttle budget); 1 behind one reverse proxy.
+    "NUM_PROXIES": env.int("API_NUM_PROXIES", default=0),
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "BizDevOps API",
+    "DESCRIPTION": (
+        "Initiatives, gates, KPIs, measurements and jobs. Authenticate with "
+        "`Authorization: Token <token>` (POST /api/v1/auth/token/) or a session."
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "bizdevops.schema.refuse_unknown_fields",
+    ],
+    "ENUM_NAME_OVERRIDES": {
+        "PhaseEnum": "initiatives.models.Phase",
+        "StatusEnum": "initiatives.models.Status",
+        "DecisionEnum": "phases.models.Decision",
+        "RunStateEnum": "kpis.models.RunState",
+    },
 }
 
 LOGGING = {

@@ -3,15 +3,21 @@ from __future__ import annotations
 from django.contrib import admin
 from django.urls import include, path
 
+from bizdevops.api import healthz
+
 admin.site.site_header = "BizDevOps administration"
 admin.site.site_title = "BizDevOps admin"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
+    path("api/", include("bizdevops.api_urls")),
+    path("healthz", healthz, name="healthz"),
     path("", include("kpis.urls")),
+    path("", include("notifications.urls")),
     path("", include("initiatives.urls")),
 ]
 
 handler403 = "bizdevops.web.permission_denied"
 handler404 = "bizdevops.web.page_not_found"
+handler500 = "bizdevops.web.server_error"

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from django import forms
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 
 from bizdevops.errors import DomainError
@@ -32,9 +32,23 @@ def refusal_status(form: forms.Form) -> int:
     return refusal.status_code if refusal is not None else 400
 
 
+def _api_error(status: int, code: str, message: str) -> JsonResponse:
+    return JsonResponse({"error": {"code": code, "message": message}}, status=status)
+
+
 def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if request.path.startswith("/api/"):
+        return _api_error(403, "permission_denied", str(exception or "") or "Not allowed.")
     return render(request, "403.html", {"reason": str(exception or "")}, status=403)
 
 
 def page_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if request.path.startswith("/api/"):
+        return _api_error(404, "not_found", "No such resource.")
     return render(request, "404.html", status=404)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    if request.path.startswith("/api/"):
+        return _api_error(500, "server_error", "Something went wrong on our side.")
+    return render(request, "500.html", status=500)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import django_filters
+from django import forms
 from django.contrib.auth import get_user_model
 from django.db.models import Q, QuerySet
 
@@ -75,3 +76,33 @@ class ArchiveFilter(InitiativeFilter):
     status = django_filters.ChoiceFilter(
         choices=CLOSED_STATUSES, empty_label="Cancelled and retired"
     )
+
+
+class IdFilter(django_filters.Filter):
+    """A whole, positive, 64-bit id (not a decimal that the database would truncate)."""
+
+    field_class = forms.IntegerField
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("min_value", 1)
+        kwargs.setdefault("max_value", 2**63 - 1)
+        super().__init__(*args, **kwargs)
+
+
+class InitiativeApiFilter(django_filters.FilterSet):
+    """Filters of GET /api/v1/initiatives/."""
+
+    phase = django_filters.ChoiceFilter(choices=Initiative._meta.get_field("phase").choices)
+    status = django_filters.ChoiceFilter(choices=Initiative._meta.get_field("status").choices)
+    business_unit = IdFilter(field_name="business_unit_id")
+    accountable = django_filters.CharFilter(field_name="accountable__username")
+    search = django_filters.CharFilter(method="search_text", max_length=200)
+
+    class Meta:
+        model = Initiative
+        fields = ["phase", "status", "business_unit", "accountable", "search"]
+
+    def search_text(
+        self, queryset: QuerySet[Initiative], name: str, value: str
+    ) -> QuerySet[Initiative]:
+        return InitiativeFilter.search(self, queryset, name, value)  # type: ignore[arg-type]

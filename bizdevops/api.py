@@ -1,0 +1,160 @@
+"""REST API plumbing shared by the apps: one error shape, pagination, strict serializers,
+the token endpoint and the health check."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import connection
+from django.http import Http404, HttpRequest, JsonResponse
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import exceptions, serializers
+from rest_framework.authtoken.views import ObtainAuthToken
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.response import Response
+from rest_framework.throttling import AnonRateThrottle
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from bizdevops.errors import DomainError
+
+
+class Pagination(PageNumberPagination):
+    page_size_query_param = "page_size"
+    max_page_size = 200
+
+
+def _error(status: int, code: str, message: str, **extra: Any) -> Response:
+    return Response({"error": {"code": code, "message": message, **extra}}, status=status)
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """Every error in one shape: {"error": {"code", "message", "fields"?, "unmet"?}}."""
+    if isinstance(exc, DomainError):
+        extra: dict[str, Any] = {}
+        if exc.field:
+            extra["fields"] = {exc.field: [exc.message]}
+        unmet = getattr(exc, "unmet_codes", None)
+        if unmet is not None:
+            extra["unmet"] = unmet
+        return _error(exc.status_code, exc.code, exc.message, **extra)
+    if isinstance(exc, RequestDataTooBig):
+        return _error(413, "too_large", "The request body is too large.")
+    if isinstance(exc, SuspiciousOperation):
+        return _error(400, "bad_request", "The request was refused as malformed.")
+    if isinstance(exc, DjangoValidationError):
+        # E.g. a forged pagination cursor whose position is not a valid value.
+        return _error(400, "invalid", " ".join(exc.messages))
+    if isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied(str(exc) or None)
+    elif isinstance(exc, Http404):
+        exc = exceptions.NotFound(str(exc) or None)
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, exceptions.ValidationError):
+        detail = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+        response.data = {
+            "error": {"code": "invalid", "message": "Invalid input.", "fields": detail}
+        }
+    elif isinstance(exc, exceptions.APIException):
+        codes = exc.get_codes()
+        response.data = {
+            "error": {
+                "code": codes if isinstance(codes, str) else "error",
+                "message": str(exc.detail),
+            }
+        }
+    return response
+
+
+class StrictSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    """Rejects fields it does not know (a typo must not pass silently)."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict):
+            writable = {name for name, field in self.fields.items() if not field.read_only}
+            unknown = sorted(set(data) - writable)
+            if unknown:
+                raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+        return super().to_internal_value(data)
+
+
+class AwareDateTimeField(serializers.DateTimeField):
+    """A timestamp with an explicit time zone; naive ones are refused, not guessed."""
+
+    def to_internal_value(self, value: Any) -> dt.datetime:
+        given = value if isinstance(value, dt.datetime) else None
+        if given is None and isinstance(value, str):
+            try:
+                given = parse_datetime(value.strip())
+            except ValueError:
+                given = None
+        if given is not None and timezone.is_naive(given):
+            self.fail("naive")
+        return super().to_internal_value(value)
+
+    default_error_messages = {
+        **serializers.DateTimeField.default_error_messages,
+        "naive": "Give a time zone, e.g. 2026-11-25T14:00:00Z or +01:00.",
+    }
+
+
+class TokenView(ObtainAuthToken):
+    """POST username and password, get {"token": ...}. Throttled like every anonymous
+    request (DRF's view turns throttling off), so passwords cannot be guessed at speed."""
+
+    throttle_classes = [AnonRateThrottle]
+
+    @extend_schema(
+        auth=[],
+        request=inline_serializer(
+            "TokenRequest",
+            {"username": serializers.CharField(), "password": serializers.CharField()},
+        ),
+        responses={200: inline_serializer("TokenResponse", {"token": serializers.CharField()})},
+        tags=["auth"],
+    )
+    def post(self, request: Any, *args: Any, **kwargs: Any) -> Response:
+        return super().post(request, *args, **kwargs)
+
+
+def healthz(request: HttpRequest) -> JsonResponse:
+    """200 when the database and the broker answer, 503 otherwise. No authentication."""
+    from bizdevops.celery import app
+
+    state: dict[str, str] = {}
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        state["database"] = "ok"
+    except Exception as error:  # reported in the response, never hidden
+        state["database"] = f"error: {type(error).__name__}"
+    try:
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+        state["broker"] = "ok"
+    except Exception as error:
+        state["broker"] = f"error: {type(error).__name__}"
+    healthy = all(value == "ok" for value in state.values())
+    return JsonResponse(
+        {"status": "ok" if healthy else "unavailable", **state}, status=200 if healthy else 503
+    )
+
+
+class ErrorDetailSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    code = serializers.CharField()
+    message = serializers.CharField()
+    fields = serializers.DictField(required=False, help_text="Field name → messages.")
+    unmet = serializers.ListField(
+        child=serializers.CharField(), required=False, help_text="Unmet gate criteria codes."
+    )
+
+
+class ErrorSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    error = ErrorDetailSerializer()

@@ -1,0 +1,134 @@
+"""REST endpoints for business units, initiatives, team, handovers and iterations. Every
+write is the same service call the pages make."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
+from rest_framework import generics, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from initiatives import selectors, services
+from initiatives.filters import InitiativeApiFilter
+from initiatives.models import BusinessUnit, Initiative
+from initiatives.serializers import (
+    BusinessUnitSerializer,
+    BusinessUnitWriteSerializer,
+    HandoverSerializer,
+    HandoverWriteSerializer,
+    InitiativeSerializer,
+    InitiativeUpdateSerializer,
+    InitiativeWriteSerializer,
+    IterationSerializer,
+    IterationWriteSerializer,
+    MemberSerializer,
+    MemberWriteSerializer,
+)
+
+
+def _valid(serializer_class: type, request: Request, **kwargs: Any) -> dict[str, Any]:
+    serializer = serializer_class(data=request.data, **kwargs)
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)
+
+
+class BusinessUnitList(generics.ListAPIView):  # type: ignore[type-arg]
+    serializer_class = BusinessUnitSerializer
+    queryset = BusinessUnit.objects.prefetch_related("stakeholders").order_by("name")
+    filterset_fields: list[str] = []
+    ordering_fields = ["name", "id"]
+
+    @extend_schema(request=BusinessUnitWriteSerializer, responses={201: BusinessUnitSerializer})
+    def post(self, request: Request) -> Response:
+        data = _valid(BusinessUnitWriteSerializer, request)
+        unit = services.business_unit_save(user=request.user, **data)  # type: ignore[arg-type]
+        return Response(BusinessUnitSerializer(unit).data, status=status.HTTP_201_CREATED)
+
+
+class InitiativeList(generics.ListAPIView):  # type: ignore[type-arg]
+    serializer_class = InitiativeSerializer
+    queryset = selectors.initiative_list().order_by("id")
+    filterset_class = InitiativeApiFilter
+    ordering_fields = ["id", "title", "phase", "status", "created_at", "updated_at"]
+
+    @extend_schema(request=InitiativeWriteSerializer, responses={201: InitiativeSerializer})
+    def post(self, request: Request) -> Response:
+        data = _valid(InitiativeWriteSerializer, request)
+        initiative = services.initiative_create(user=request.user, **data)  # type: ignore[arg-type]
+        return Response(
+            InitiativeSerializer(selectors.initiative_get(initiative.key)).data,
+            status=status.HTTP_201_CREATED,
+        )
+
+
+class InitiativeDetail(APIView):
+    @extend_schema(responses=InitiativeSerializer)
+    def get(self, request: Request, key: str) -> Response:
+        return Response(InitiativeSerializer(selectors.initiative_get(key)).data)
+
+    @extend_schema(request=InitiativeUpdateSerializer, responses=InitiativeSerializer)
+    def patch(self, request: Request, key: str) -> Response:
+        initiative = selectors.initiative_get(key)
+        data = _valid(InitiativeUpdateSerializer, request, partial=True)
+        services.initiative_update(initiative=initiative, user=request.user, **data)  # type: ignore[arg-type]
+        return Response(InitiativeSerializer(selectors.initiative_get(key)).data)
+
+
+class Handover(APIView):
+    @extend_schema(request=HandoverWriteSerializer, responses={201: HandoverSerializer})
+    def post(self, request: Request, key: str) -> Response:
+        initiative = selectors.initiative_get(key)
+        data = _valid(HandoverWriteSerializer, request)
+        handover = services.initiative_hand_over(
+            initiative=initiative,
+            to=data["to"],
+            reason=data["reason"],
+            user=request.user,  # type: ignore[arg-type]
+        )
+        return Response(HandoverSerializer(handover).data, status=status.HTTP_201_CREATED)
+
+
+class MemberList(APIView):
+    @extend_schema(responses=MemberSerializer(many=True))
+    def get(self, request: Request, key: str) -> Response:
+        initiative = selectors.initiative_get(key)
+        return Response(MemberSerializer(selectors.team(initiative), many=True).data)
+
+    @extend_schema(request=MemberWriteSerializer, responses={201: MemberSerializer})
+    def post(self, request: Request, key: str) -> Response:
+        initiative = selectors.initiative_get(key)
+        data = _valid(MemberWriteSerializer, request)
+        membership = services.member_add(
+            initiative=initiative,
+            member=data["user"],
+            role=data["role"],
+            user=request.user,  # type: ignore[arg-type]
+        )
+        return Response(MemberSerializer(membership).data, status=status.HTTP_201_CREATED)
+
+
+class MemberDetail(APIView):
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, key: str, member_id: int) -> Response:
+        initiative = selectors.initiative_get(key)
+        membership = get_object_or_404(initiative.memberships, pk=member_id, left_at__isnull=True)
+        services.member_remove(membership=membership, user=request.user)  # type: ignore[arg-type]
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class IterationList(APIView):
+    @extend_schema(responses=IterationSerializer(many=True))
+    def get(self, request: Request, key: str) -> Response:
+        initiative = selectors.initiative_get(key)
+        return Response(IterationSerializer(selectors.iterations(initiative), many=True).data)
+
+    @extend_schema(request=IterationWriteSerializer, responses={201: IterationSerializer})
+    def post(self, request: Request, key: str) -> Response:
+        initiative: Initiative = selectors.initiative_get(key)
+        data = _valid(IterationWriteSerializer, request)
+        iteration = services.iteration_add(initiative=initiative, user=request.user, **data)  # type: ignore[arg-type]
+        return Response(IterationSerializer(iteration).data, status=status.HTTP_201_CREATED)
