@@ -21,6 +21,9 @@ def navigation(request: HttpRequest) -> dict[str, Any]:
         "archive": "archive",
         "initiative-create": "create",
         "ops": "ops",
+        "dashboards": "dashboards",
+        "alerts": "alerts",
+        "unit-dashboard": "dashboards",
     }
     return {
         "can_create_initiative": can_create_initiative(user),

@@ -58,8 +58,14 @@ def my_initiatives(user: User | AnonymousUser) -> QuerySet[Initiative]:
 
 
 def by_phase(initiatives: QuerySet[Initiative]) -> list[tuple[Phase, list[Initiative]]]:
-    """Board columns: one list per phase, in phase order."""
+    """Board columns: one list per phase, in phase order; each card knows its KPI health
+    (the worst status of its KPIs, one query for the whole board)."""
+    from kpis.selectors import board_health
+
     rows = list(initiatives)
+    health = board_health(rows)
+    for initiative in rows:
+        initiative.kpi_health = health.get(initiative.pk)  # type: ignore[attr-defined]
     return [(phase, [i for i in rows if i.phase == phase]) for phase in Phase]
 
 

@@ -211,6 +211,19 @@ def initiative_hand_over(*, initiative: Initiative, to: User, reason: str, user:
     ).update(accountable=to, updated_at=timezone.now())
     if changed != 1:
         raise ConflictError("The initiative changed meanwhile; try again.")
+    from notifications import services as notifications
+    from notifications.models import Event
+
+    notifications.event_publish(
+        event=Event.INITIATIVE_HANDED_OVER,
+        payload={
+            "initiative": initiative.key,
+            "from": initiative.accountable.get_username(),
+            "to": to.get_username(),
+            "reason": reason,
+            "by": user.get_username(),
+        },
+    )
     return handover
 
 

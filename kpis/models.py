@@ -22,6 +22,8 @@ class KPI(models.Model):
     target = models.FloatField(null=True, blank=True)
     warning_threshold = models.FloatField(null=True, blank=True)
     critical_threshold = models.FloatField(null=True, blank=True)
+    # The status last alerted on: an alert goes out only when the latest value's status differs.
+    last_health = models.CharField(max_length=10, blank=True, default="")
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
     )
@@ -59,7 +61,7 @@ class Measurement(models.Model):
     recorded_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        ordering = ["kpi", "as_of"]
+        ordering = ["kpi_id", "as_of"]  # kpi_id: no join into the KPI's own ordering
         constraints = [
             models.UniqueConstraint(fields=["kpi", "as_of"], name="measurement_one_per_instant")
         ]

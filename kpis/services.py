@@ -35,6 +35,7 @@ from kpis.models import (
     Trigger,
 )
 from kpis.secrets import encrypt, redact
+from notifications import services as notifications
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AnonymousUser, User
@@ -476,6 +477,7 @@ def run_succeed(*, run: Run, value: float) -> Run:
         measurement_record(
             kpi=run.job.kpi, as_of=run.scheduled_for, value=value, origin=Origin.RUN, run=locked
         )
+        notifications.kpi_status_check(kpi=run.job.kpi)
     locked.state, locked.value, locked.finished_at = RunState.SUCCEEDED, value, timezone.now()
     locked.error = ""
     locked.save(update_fields=["state", "value", "finished_at", "error"])
@@ -497,6 +499,8 @@ def run_fail(*, run: Run, error: str, retry: bool) -> Outcome:
         return Outcome(RunState.QUEUED, retry_in=delay)
     locked.state, locked.error, locked.finished_at = RunState.FAILED, error[:5000], now
     locked.save(update_fields=["state", "error", "finished_at"])
+    if locked.trigger != Trigger.TRIAL:
+        notifications.run_failed(run=locked)
     return Outcome(RunState.FAILED)
 
 
@@ -549,3 +553,44 @@ def runs_reap(*, now: dt.datetime | None = None) -> list[int]:
             _enqueue(run)
             resent.append(run.pk)
     return resent
+
+
+MAX_PUSH = 10_000
+
+
+@transaction.atomic
+def measurements_push(
+    *, kpi: KPI, user: User, items: list[tuple[dt.datetime, float]]
+) -> tuple[int, int]:
+    """Push values of a KPI (an integration: admins or the team's engineers). The same as_of
+    again updates the value. Returns (created, updated)."""
+    if not items:
+        raise DomainError("Give at least one measurement.", field="measurements")
+    if len(items) > MAX_PUSH:
+        raise DomainError(f"At most {MAX_PUSH} measurements per request.", field="measurements")
+    initiative = initiative_lock(kpi.initiative)
+    if not can_operate(user, initiative):
+        raise PermissionDenied("Only admins and the team's data or devops engineers push values.")
+    if initiative.is_final:
+        raise ConflictError(f"{initiative.key} is closed.", code="final_status")
+    latest: dict[dt.datetime, float] = {}
+    for as_of, value in items:
+        if timezone.is_naive(as_of):
+            raise DomainError("as_of needs a time zone.", field="as_of")
+        latest[as_of] = value  # the last value given for a moment wins
+    existing = set(
+        Measurement.objects.filter(kpi=kpi, as_of__in=list(latest)).values_list("as_of", flat=True)
+    )
+    Measurement.objects.bulk_create(
+        [
+            Measurement(kpi=kpi, as_of=as_of, value=value, origin=Origin.API)
+            for as_of, value in latest.items()
+        ],
+        batch_size=1000,
+        update_conflicts=True,
+        unique_fields=["kpi", "as_of"],
+        update_fields=["value", "origin", "run", "recorded_at"],
+    )
+    updated = sum(1 for as_of in latest if as_of in existing)
+    notifications.kpi_status_check(kpi=kpi)
+    return len(latest) - updated, updated

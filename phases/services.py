@@ -12,6 +12,8 @@ from bizdevops.errors import ConflictError, DomainError
 from initiatives import permissions
 from initiatives.models import Initiative, Membership, Phase, TeamRole
 from initiatives.services import initiative_lock as _lock
+from notifications import services as notifications
+from notifications.models import Event
 from phases import rules
 from phases.models import Criterion, CriterionKind, Decision, GateDecision, Tick
 
@@ -156,6 +158,19 @@ def gate_decide(
             update_fields.append("dev_started_at")
         _on_phase_entered(initiative, to_phase, moving_back=kind == Decision.RECYCLE, user=user)
     initiative.save(update_fields=update_fields)
+    notifications.event_publish(
+        event=Event.INITIATIVE_DECIDED,
+        payload={
+            "initiative": initiative.key,
+            "decision": kind.value,
+            "rationale": rationale,
+            "decided_by": user.get_username(),
+            "phase": initiative.phase,
+            "status": initiative.status,
+            "from_phase": from_phase,
+            "from_status": from_status,
+        },
+    )
     return record
 
 

@@ -9,10 +9,12 @@ from django.contrib import admin
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
+from rest_framework.authtoken.models import Token
 
 from initiatives import services as initiative_services
 from initiatives.models import Handover, Initiative, Phase, Status
 from kpis import services as kpi_services
+from notifications import services as notification_services
 from phases import rules
 from phases.models import Criterion, Decision, GateDecision, Tick
 from tests.factories import BusinessUnitFactory, decide, make_initiative, trial_run_every_kpi
@@ -73,7 +75,13 @@ def populated(
     ready_initiative: Initiative, pm: Any, other_pm: Any, admin_user: Any, engineer: Any
 ) -> Initiative:
     """A row in every registered model: membership, KPI, tick, decision, iteration, handover,
-    data source, job, run, measurement."""
+    data source, job, run, measurement, token, webhook subscription and delivery, alert."""
+    notification_services.webhook_subscribe(
+        user=admin_user,
+        url="http://127.0.0.1:9/hook",
+        events=["initiative.decided"],
+        allow_private_addresses=True,
+    )
     initiative = decide(ready_initiative, Decision.GO, pm)
     initiative_services.iteration_add(initiative=initiative, user=pm, tried="Logistic regression")
     initiative_services.initiative_hand_over(
@@ -84,7 +92,10 @@ def populated(
     )
     trial_run_every_kpi(initiative, user=engineer)
     kpi = initiative.kpis.get()
-    kpi_services.measurement_record(kpi=kpi, as_of=timezone.now(), value=1.0, origin="api")
+    kpi_services.kpi_update(kpi=kpi, user=other_pm, warning_threshold=50, critical_threshold=10)
+    kpi_services.measurement_record(kpi=kpi, as_of=timezone.now(), value=20.0, origin="api")
+    notification_services.kpi_status_check(kpi=kpi)
+    Token.objects.create(user=admin_user)
     return initiative
 
 

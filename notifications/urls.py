@@ -1,0 +1,7 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from notifications import views
+
+urlpatterns = [path("alerts/", views.my_alerts, name="alerts")]

@@ -1,0 +1,482 @@
+"""Signed webhooks: subscriptions (admins only, known events, no internal addresses unless
+allowed), deliveries recorded in the caller's transaction and POSTed with an HMAC-SHA256
+signature to a real local receiver, retries with backoff until WEBHOOK_MAX_ATTEMPTS, no
+redirects followed; events published by gate decisions and handovers.
+
+The on-commit callbacks that would enqueue the Celery task are captured, never executed:
+the tests call delivery_attempt() as the task would."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+
+from bizdevops.errors import DomainError
+from initiatives import services as initiative_services
+from initiatives.models import Initiative
+from kpis import secrets as crypto
+from notifications import services
+from notifications.models import DeliveryState, Event, WebhookDelivery, WebhookSubscription
+from phases.models import Decision
+from tests.factories import decide
+
+pytestmark = pytest.mark.django_db
+
+PAYLOAD = {"initiative": "BDO-1", "kpi": {"id": 1, "name": "Fraud caught"}, "to": "critical"}
+
+
+@dataclass
+class Received:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Receiver:
+    """A webhook receiver on 127.0.0.1 (a random port), in a thread. `status` is what it
+    answers; `location` makes it redirect; `delay` makes it slow."""
+
+    requests: list[Received] = field(default_factory=list)
+    status: int = 200
+    location: str = ""
+    delay: float = 0.0
+    url: str = ""
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    state = Receiver()
+
+    class Handler(BaseHTTPRequestHandler):
+        def _record(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            state.requests.append(Received(self.command, self.path, dict(self.headers), body))
+            if state.delay:
+                time.sleep(state.delay)
+            self.send_response(state.status)
+            if state.location:
+                self.send_header("Location", state.location)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        do_POST = _record  # noqa: N815
+        do_GET = _record  # noqa: N815
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    state.url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def subscribe(
+    user: Any, url: str, events: list[str] | None = None, *, private: bool = True
+) -> tuple[WebhookSubscription, str]:
+    return services.webhook_subscribe(
+        user=user,
+        url=url,
+        events=events or [Event.KPI_STATUS_CHANGED],
+        allow_private_addresses=private,
+    )
+
+
+def publish(capture: Any, event: Event = Event.KPI_STATUS_CHANGED) -> tuple[list[int], int]:
+    """Publish an event; returns the delivery ids and the number of on-commit callbacks."""
+    with capture(execute=False) as callbacks:
+        ids = services.event_publish(event=event, payload=PAYLOAD)
+    return ids, len(callbacks)
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# Subscribing
+
+
+def test_only_admins_subscribe(make_user: Any, pm: Any) -> None:
+    staff = make_user(username="staff", is_staff=True)  # staff is not admin
+    for user in (pm, staff):
+        with pytest.raises(PermissionDenied):
+            subscribe(user, "https://93.184.216.34/hook", private=False)
+    assert not WebhookSubscription.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "events",
+    [[], ["kpi.deleted"], ["kpi.status_changed", "initiative.created"], ["KPI.STATUS_CHANGED"]],
+)
+def test_events_must_be_known(admin_user: Any, events: list[str]) -> None:
+    with pytest.raises(DomainError) as refused:
+        services.webhook_subscribe(user=admin_user, url="https://93.184.216.34/h", events=events)
+    assert refused.value.field == "events"
+    assert not WebhookSubscription.objects.exists()
+
+
+def test_subscribe_returns_the_secret_once_and_stores_it_encrypted(admin_user: Any) -> None:
+    subscription, secret = services.webhook_subscribe(
+        user=admin_user,
+        url="https://93.184.216.34/hook",  # a public address (no DNS needed)
+        events=["run.failed", "kpi.status_changed", "run.failed"],
+        description="Ops channel",
+    )
+    subscription.refresh_from_db()
+    assert subscription.events == ["kpi.status_changed", "run.failed"]
+    assert subscription.active and not subscription.allow_private_addresses
+    assert subscription.created_by == admin_user
+    assert len(secret) >= 32
+    assert secret not in subscription.secret_encrypted
+    assert crypto.decrypt(subscription.secret_encrypted) == secret
+    _, other = services.webhook_subscribe(
+        user=admin_user, url="https://93.184.216.34/hook", events=["run.failed"]
+    )
+    assert other != secret
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8000/hook",
+        "http://localhost/hook",
+        "http://10.1.2.3/hook",
+        "http://192.168.1.10/hook",
+        "http://172.16.0.5/hook",
+        "http://169.254.169.254/latest/meta-data/",  # cloud metadata
+        "http://100.64.0.1/hook",  # shared address space
+        "http://0.0.0.0/hook",
+        "http://[::1]/hook",
+        "http://[fd00::1]/hook",
+    ],
+)
+def test_private_addresses_are_refused_unless_allowed(admin_user: Any, url: str) -> None:
+    with pytest.raises(DomainError) as refused:
+        subscribe(admin_user, url, private=False)
+    assert refused.value.field == "url"
+    assert not WebhookSubscription.objects.exists()
+
+    subscription, _ = subscribe(admin_user, url, private=True)
+    assert subscription.allow_private_addresses
+
+
+@pytest.mark.parametrize(
+    "url", ["ftp://93.184.216.34/hook", "file:///etc/passwd", "93.184.216.34/hook", "http:///x"]
+)
+def test_only_http_urls(admin_user: Any, url: str) -> None:
+    with pytest.raises(DomainError) as refused:
+        subscribe(admin_user, url, private=True)
+    assert refused.value.field == "url"
+
+
+# Publishing
+
+
+def test_publish_records_a_delivery_per_subscribed_active_subscription(
+    admin_user: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    url = "http://127.0.0.1:9/hook"
+    status, _ = subscribe(admin_user, url, [Event.KPI_STATUS_CHANGED, Event.RUN_FAILED])
+    subscribe(admin_user, url, [Event.INITIATIVE_DECIDED])  # another event
+    inactive, _ = subscribe(admin_user, url, [Event.KPI_STATUS_CHANGED])
+    WebhookSubscription.objects.filter(pk=inactive.pk).update(active=False)
+
+    ids, callbacks = publish(django_capture_on_commit_callbacks)
+
+    (delivery,) = WebhookDelivery.objects.all()
+    assert ids == [delivery.pk]
+    assert callbacks == 1  # sent once the transaction commits
+    assert delivery.subscription == status
+    assert (delivery.state, delivery.attempts, delivery.status_code) == ("pending", 0, None)
+    assert delivery.event == "kpi.status_changed"
+    assert delivery.payload["event"] == "kpi.status_changed"
+    assert delivery.payload["data"] == PAYLOAD
+    assert delivery.payload["sent_at"]
+
+
+# Delivering to a real receiver
+
+
+def test_delivery_posts_the_signed_json_body(
+    admin_user: Any, receiver: Receiver, django_capture_on_commit_callbacks: Any
+) -> None:
+    _, secret = subscribe(admin_user, f"{receiver.url}/hook")
+    (delivery_id,), _ = publish(django_capture_on_commit_callbacks)
+
+    assert services.delivery_attempt(delivery_id=delivery_id) is None
+
+    (request,) = receiver.requests
+    delivery = WebhookDelivery.objects.get(pk=delivery_id)
+    assert (request.method, request.path) == ("POST", "/hook")
+    assert request.headers["Content-Type"] == "application/json"
+    assert request.headers["X-BizDevOps-Event"] == "kpi.status_changed"
+    assert request.headers["X-BizDevOps-Delivery"] == str(delivery_id)
+    assert json.loads(request.body) == delivery.payload
+    # The receiver's check: HMAC-SHA256 of the exact bytes received, with the secret that
+    # subscribing returned.
+    expected = "sha256=" + hmac.new(secret.encode(), request.body, hashlib.sha256).hexdigest()
+    assert hmac.compare_digest(request.headers["X-BizDevOps-Signature"], expected)
+    wrong = hmac.new(b"another secret", request.body, hashlib.sha256).hexdigest()
+    assert request.headers["X-BizDevOps-Signature"] != "sha256=" + wrong
+    assert services.sign(secret, request.body) == expected
+
+    assert delivery.state == DeliveryState.DELIVERED
+    assert (delivery.status_code, delivery.attempts, delivery.last_error) == (200, 1, "")
+    assert delivery.delivered_at is not None
+
+    # Done: another attempt (a redelivered task) sends nothing.
+    assert services.delivery_attempt(delivery_id=delivery_id) is None
+    assert len(receiver.requests) == 1
+    assert WebhookDelivery.objects.get(pk=delivery_id).attempts == 1
+
+
+def test_each_subscription_gets_its_own_signature(
+    admin_user: Any, receiver: Receiver, django_capture_on_commit_callbacks: Any
+) -> None:
+    _, first = subscribe(admin_user, f"{receiver.url}/a")
+    _, second = subscribe(admin_user, f"{receiver.url}/b")
+    ids, callbacks = publish(django_capture_on_commit_callbacks)
+    assert len(ids) == callbacks == 2
+    for delivery_id in ids:
+        services.delivery_attempt(delivery_id=delivery_id)
+    by_path = {r.path: r for r in receiver.requests}
+    for path, secret in (("/a", first), ("/b", second)):
+        body = by_path[path].body
+        assert by_path[path].headers["X-BizDevOps-Signature"] == services.sign(secret, body)
+
+
+def test_a_failing_receiver_is_retried_with_backoff_then_failed(
+    settings: Any,
+    admin_user: Any,
+    receiver: Receiver,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    settings.WEBHOOK_MAX_ATTEMPTS = 3
+    receiver.status = 500
+    subscribe(admin_user, f"{receiver.url}/hook")
+    (delivery_id,), _ = publish(django_capture_on_commit_callbacks)
+
+    delays = [services.delivery_attempt(delivery_id=delivery_id) for _ in range(3)]
+
+    assert delays[0] is not None and delays[1] is not None
+    assert 0 < delays[0] < delays[1]
+    assert delays[2] is None  # failed for good: no more attempts
+    delivery = WebhookDelivery.objects.get(pk=delivery_id)
+    assert delivery.state == DeliveryState.FAILED
+    assert (delivery.attempts, delivery.status_code) == (3, 500)
+    assert "500" in delivery.last_error
+    assert delivery.delivered_at is None
+    assert len(receiver.requests) == 3
+    # Every attempt carries the same delivery and a valid signature.
+    assert {r.headers["X-BizDevOps-Delivery"] for r in receiver.requests} == {str(delivery_id)}
+
+    assert services.delivery_attempt(delivery_id=delivery_id) is None
+    assert len(receiver.requests) == 3
+
+
+def test_a_pending_delivery_records_each_attempt_and_succeeds_later(
+    settings: Any,
+    admin_user: Any,
+    receiver: Receiver,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    settings.WEBHOOK_MAX_ATTEMPTS = 5
+    receiver.status = 503
+    subscribe(admin_user, f"{receiver.url}/hook")
+    (delivery_id,), _ = publish(django_capture_on_commit_callbacks)
+
+    assert services.delivery_attempt(delivery_id=delivery_id) == 2
+    delivery = WebhookDelivery.objects.get(pk=delivery_id)
+    assert (delivery.state, delivery.attempts, delivery.status_code) == ("pending", 1, 503)
+
+    receiver.status = 204
+    assert services.delivery_attempt(delivery_id=delivery_id) is None
+    delivery.refresh_from_db()
+    assert (delivery.state, delivery.attempts, delivery.status_code) == ("delivered", 2, 204)
+    assert delivery.last_error == ""
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_a_redirect_is_not_followed(
+    settings: Any,
+    admin_user: Any,
+    receiver: Receiver,
+    django_capture_on_commit_callbacks: Any,
+    status: int,
+) -> None:
+    settings.WEBHOOK_MAX_ATTEMPTS = 2
+    receiver.status = status
+    receiver.location = f"{receiver.url}/elsewhere"
+    subscribe(admin_user, f"{receiver.url}/hook")
+    (delivery_id,), _ = publish(django_capture_on_commit_callbacks)
+
+    assert services.delivery_attempt(delivery_id=delivery_id) is not None
+    assert services.delivery_attempt(delivery_id=delivery_id) is None
+
+    assert [r.path for r in receiver.requests] == ["/hook", "/hook"]
+    delivery = WebhookDelivery.objects.get(pk=delivery_id)
+    assert (delivery.state, delivery.status_code, delivery.attempts) == ("failed", status, 2)
+    assert str(status) in delivery.last_error
+
+
+def test_a_receiver_that_does_not_answer(
+    settings: Any, admin_user: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    settings.WEBHOOK_MAX_ATTEMPTS = 2
+    subscribe(admin_user, f"http://127.0.0.1:{closed_port()}/hook")
+    (delivery_id,), _ = publish(django_capture_on_commit_callbacks)
+
+    assert services.delivery_attempt(delivery_id=delivery_id) == 2
+    delivery = WebhookDelivery.objects.get(pk=delivery_id)
+    assert (delivery.state, delivery.status_code, delivery.attempts) == ("pending", None, 1)
+    assert "ConnectionError" in delivery.last_error
+
+    assert services.delivery_attempt(delivery_id=delivery_id) is None
+    delivery.refresh_from_db()
+    assert (delivery.state, delivery.attempts) == ("failed", 2)
+
+
+def test_a_slow_receiver_times_out(
+    settings: Any,
+    admin_user: Any,
+    receiver: Receiver,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    settings.WEBHOOK_TIMEOUT_SECONDS = 0.3
+    receiver.delay = 1.0
+    subscribe(admin_user, f"{receiver.url}/hook")
+    (delivery_id,), _ = publish(django_capture_on_commit_callbacks)
+
+    began = time.monotonic()
+    assert services.delivery_attempt(delivery_id=delivery_id) is not None
+    assert time.monotonic() - began < 1.0
+    delivery = WebhookDelivery.objects.get(pk=delivery_id)
+    assert delivery.status_code is None
+    assert "Timeout" in delivery.last_error
+
+
+def test_private_address_is_checked_again_at_delivery(
+    admin_user: Any, receiver: Receiver, django_capture_on_commit_callbacks: Any
+) -> None:
+    subscription, _ = subscribe(admin_user, f"{receiver.url}/hook")
+    WebhookSubscription.objects.filter(pk=subscription.pk).update(allow_private_addresses=False)
+    (delivery_id,), _ = publish(django_capture_on_commit_callbacks)
+
+    services.delivery_attempt(delivery_id=delivery_id)
+
+    assert receiver.requests == []
+    delivery = WebhookDelivery.objects.get(pk=delivery_id)
+    assert delivery.status_code is None and delivery.attempts == 1
+    assert "127.0.0.1" in delivery.last_error and "private" in delivery.last_error
+
+
+# Events of the other apps
+
+
+@pytest.fixture
+def all_events(admin_user: Any) -> WebhookSubscription:
+    subscription, _ = subscribe(admin_user, "http://127.0.0.1:9/hook", list(Event.values))
+    return subscription
+
+
+def test_a_gate_decision_publishes_initiative_decided(
+    ready_initiative: Initiative,
+    pm: Any,
+    all_events: WebhookSubscription,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        decide(ready_initiative, Decision.GO, pm)
+
+    (delivery,) = WebhookDelivery.objects.filter(event=Event.INITIATIVE_DECIDED)
+    assert delivery.subscription == all_events
+    assert delivery.payload["event"] == "initiative.decided"
+    assert delivery.payload["data"] == {
+        "initiative": ready_initiative.key,
+        "decision": "go",
+        "rationale": "go for the test",
+        "decided_by": "pm",
+        "phase": "dev",
+        "status": "active",
+        "from_phase": "biz",
+        "from_status": "active",
+    }
+    assert len(callbacks) >= 1
+
+
+def test_the_decided_event_exists_only_if_the_decision_is_committed(
+    ready_initiative: Initiative, pm: Any, all_events: WebhookSubscription
+) -> None:
+    # Rolled back with the transaction that made the decision.
+    with pytest.raises(RuntimeError), transaction.atomic():
+        decide(ready_initiative, Decision.GO, pm)
+        assert WebhookDelivery.objects.filter(event=Event.INITIATIVE_DECIDED).count() == 1
+        raise RuntimeError("roll back")
+    assert not WebhookDelivery.objects.exists()
+    ready_initiative.refresh_from_db()
+    assert ready_initiative.phase == "biz"
+
+
+def test_a_refused_decision_publishes_nothing(
+    initiative: Initiative, pm: Any, all_events: WebhookSubscription
+) -> None:
+    with pytest.raises(DomainError):
+        decide(initiative, Decision.GO, pm)  # the Biz gate does not hold
+    assert not WebhookDelivery.objects.exists()
+
+
+def test_a_handover_publishes_initiative_handed_over(
+    initiative: Initiative,
+    pm: Any,
+    other_pm: Any,
+    all_events: WebhookSubscription,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        initiative_services.initiative_hand_over(
+            initiative=initiative, to=other_pm, reason="Parental leave", user=pm
+        )
+
+    (delivery,) = WebhookDelivery.objects.all()
+    assert delivery.event == Event.INITIATIVE_HANDED_OVER
+    assert delivery.payload["data"] == {
+        "initiative": initiative.key,
+        "from": "pm",
+        "to": "pm2",
+        "reason": "Parental leave",
+        "by": "pm",
+    }
+    assert len(callbacks) == 1
+
+    with pytest.raises(RuntimeError), transaction.atomic():
+        initiative_services.initiative_hand_over(
+            initiative=initiative, to=pm, reason="Back", user=other_pm
+        )
+        assert WebhookDelivery.objects.count() == 2
+        raise RuntimeError("roll back")
+    assert WebhookDelivery.objects.count() == 1
