@@ -55,12 +55,15 @@ class InitiativeList(generics.ListAPIView):  # type: ignore[type-arg]
     filterset_class = InitiativeApiFilter
     ordering_fields = ["id", "title", "phase", "status", "created_at", "updated_at"]
 
+    def get_queryset(self) -> Any:
+        return selectors.visible(super().get_queryset(), self.request.user)
+
     @extend_schema(request=InitiativeWriteSerializer, responses={201: InitiativeSerializer})
     def post(self, request: Request) -> Response:
         data = _valid(InitiativeWriteSerializer, request)
         initiative = services.initiative_create(user=request.user, **data)  # type: ignore[arg-type]
         return Response(
-            InitiativeSerializer(selectors.initiative_get(initiative.key)).data,
+            InitiativeSerializer(selectors.initiative_get(initiative.key, request.user)).data,
             status=status.HTTP_201_CREATED,
         )
 
@@ -68,20 +71,20 @@ class InitiativeList(generics.ListAPIView):  # type: ignore[type-arg]
 class InitiativeDetail(APIView):
     @extend_schema(responses=InitiativeSerializer)
     def get(self, request: Request, key: str) -> Response:
-        return Response(InitiativeSerializer(selectors.initiative_get(key)).data)
+        return Response(InitiativeSerializer(selectors.initiative_get(key, request.user)).data)
 
     @extend_schema(request=InitiativeUpdateSerializer, responses=InitiativeSerializer)
     def patch(self, request: Request, key: str) -> Response:
-        initiative = selectors.initiative_get(key)
+        initiative = selectors.initiative_get(key, request.user)
         data = _valid(InitiativeUpdateSerializer, request, partial=True)
         services.initiative_update(initiative=initiative, user=request.user, **data)  # type: ignore[arg-type]
-        return Response(InitiativeSerializer(selectors.initiative_get(key)).data)
+        return Response(InitiativeSerializer(selectors.initiative_get(key, request.user)).data)
 
 
 class Handover(APIView):
     @extend_schema(request=HandoverWriteSerializer, responses={201: HandoverSerializer})
     def post(self, request: Request, key: str) -> Response:
-        initiative = selectors.initiative_get(key)
+        initiative = selectors.initiative_get(key, request.user)
         data = _valid(HandoverWriteSerializer, request)
         handover = services.initiative_hand_over(
             initiative=initiative,
@@ -95,12 +98,12 @@ class Handover(APIView):
 class MemberList(APIView):
     @extend_schema(responses=MemberSerializer(many=True))
     def get(self, request: Request, key: str) -> Response:
-        initiative = selectors.initiative_get(key)
+        initiative = selectors.initiative_get(key, request.user)
         return Response(MemberSerializer(selectors.team(initiative), many=True).data)
 
     @extend_schema(request=MemberWriteSerializer, responses={201: MemberSerializer})
     def post(self, request: Request, key: str) -> Response:
-        initiative = selectors.initiative_get(key)
+        initiative = selectors.initiative_get(key, request.user)
         data = _valid(MemberWriteSerializer, request)
         membership = services.member_add(
             initiative=initiative,
@@ -114,7 +117,7 @@ class MemberList(APIView):
 class MemberDetail(APIView):
     @extend_schema(responses={204: None})
     def delete(self, request: Request, key: str, member_id: int) -> Response:
-        initiative = selectors.initiative_get(key)
+        initiative = selectors.initiative_get(key, request.user)
         membership = get_object_or_404(initiative.memberships, pk=member_id, left_at__isnull=True)
         services.member_remove(membership=membership, user=request.user)  # type: ignore[arg-type]
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -123,12 +126,12 @@ class MemberDetail(APIView):
 class IterationList(APIView):
     @extend_schema(responses=IterationSerializer(many=True))
     def get(self, request: Request, key: str) -> Response:
-        initiative = selectors.initiative_get(key)
+        initiative = selectors.initiative_get(key, request.user)
         return Response(IterationSerializer(selectors.iterations(initiative), many=True).data)
 
     @extend_schema(request=IterationWriteSerializer, responses={201: IterationSerializer})
     def post(self, request: Request, key: str) -> Response:
-        initiative: Initiative = selectors.initiative_get(key)
+        initiative: Initiative = selectors.initiative_get(key, request.user)
         data = _valid(IterationWriteSerializer, request)
         iteration = services.iteration_add(initiative=initiative, user=request.user, **data)  # type: ignore[arg-type]
         return Response(IterationSerializer(iteration).data, status=status.HTTP_201_CREATED)

@@ -4,6 +4,8 @@ built through the same services a user would use."""
 from __future__ import annotations
 
 import datetime as dt
+import math
+import random
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -308,6 +310,27 @@ def _register_jobs(initiative: Initiative, demo: Demo, users: dict[str, Any]) ->
         kpi_services.run_execute(run_id=run.pk, worker="seed_demo")
 
 
+HISTORY_DAYS = 30
+
+
+def _history(initiative: Initiative, engineer: Any) -> None:
+    """Hourly values for the last weeks, pushed like a data platform would (origin: API), so
+    the trend charts have something to show before the jobs have run for long."""
+    now = timezone.now().replace(minute=0, second=0, microsecond=0)
+    for kpi in initiative.kpis.all():
+        rng = random.Random(kpi.name)  # noqa: S311  (demo data, not security)
+        base = kpi.target if kpi.target is not None else 50.0
+        drift = -0.08 if kpi.direction == "higher" else 0.08
+        items = []
+        for hours_ago in range(HISTORY_DAYS * 24, 0, -1):
+            wave = math.sin(hours_ago / 24 * 2 * math.pi) * base * 0.04
+            value = base * (1 + drift * (hours_ago / (HISTORY_DAYS * 24))) + wave
+            items.append(
+                (now - dt.timedelta(hours=hours_ago), round(value + rng.gauss(0, base * 0.02), 3))
+            )
+        kpi_services.measurements_push(kpi=kpi, user=engineer, items=items)
+
+
 def _warehouse(admin: Any, log: list[str]) -> None:
     added = warehouse.tick()
     if added:
@@ -396,6 +419,8 @@ def _build(demo: Demo, users: dict[str, Any], unit: BusinessUnit) -> Initiative:
         note="Results reviewed with the team leads.",
     )
     initiative = _decide(initiative, Decision.GO, "The business accepted the results.", pm)
+    if demo.target == "ops":
+        _history(initiative, users["engineer"])
     if demo.target == "ops-hold":
         return _decide(initiative, Decision.HOLD, "Sensor gateway replacement this month.", pm)
     if demo.target == "retired":

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from initiatives.roles import Role, has_role, is_admin
+from initiatives.roles import Role, has_role, is_admin, role_names
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AnonymousUser, User
@@ -13,6 +13,16 @@ if TYPE_CHECKING:
     from initiatives.models import BusinessUnit, Initiative
 
     AnyUser = User | AnonymousUser
+
+
+def sees_only_own_units(user: AnyUser) -> bool:
+    """A user whose only role is business stakeholder sees the initiatives (and KPIs, jobs)
+    of the business units they belong to, and no others."""
+    return (
+        user.is_authenticated
+        and not is_admin(user)
+        and role_names(user) == {Role.BUSINESS_STAKEHOLDER.value}
+    )
 
 
 def can_create_initiative(user: AnyUser) -> bool:

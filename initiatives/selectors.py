@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.db.models import Count, Q, QuerySet
 from django.http import Http404
 
+from initiatives import permissions
 from initiatives.models import FINAL_STATUSES, KEY_PREFIX, Initiative, Iteration, Membership, Phase
 
 if TYPE_CHECKING:
@@ -38,12 +39,23 @@ def closed_initiatives() -> QuerySet[Initiative]:
     return initiative_list().filter(status__in=FINAL_STATUSES).order_by("-updated_at")
 
 
-def initiative_get(key: str) -> Initiative:
+def visible(queryset: QuerySet[Any], user: User | AnonymousUser, path: str = "") -> QuerySet[Any]:
+    """Only what the user may see: a business stakeholder sees their own units' initiatives.
+    `path` leads from the queryset's model to the initiative (e.g. "kpi__initiative__")."""
+    if permissions.sees_only_own_units(user):
+        return queryset.filter(**{f"{path}business_unit__stakeholders": user.pk})
+    return queryset
+
+
+def initiative_get(key: str, user: User | AnonymousUser | None = None) -> Initiative:
+    """The initiative with this key as the user may see it, else 404 (not 403: a page must
+    not reveal what exists elsewhere). Without a user (internal reads), any initiative."""
     pk = parse_key(key)
     if pk is None:
         raise Http404(f"No initiative {key}.")
     try:
-        return initiative_list().get(pk=pk)
+        initiatives = initiative_list() if user is None else visible(initiative_list(), user)
+        return initiatives.get(pk=pk)
     except Initiative.DoesNotExist:
         raise Http404(f"No initiative {key}.") from None
 

@@ -59,7 +59,9 @@ def home(request: HtmxHttpRequest) -> HttpResponse:
 @login_required
 def board(request: HtmxHttpRequest) -> HttpResponse:
     filters = InitiativeFilter(
-        request.GET or None, queryset=selectors.open_initiatives(), request=request
+        request.GET or None,
+        queryset=selectors.visible(selectors.open_initiatives(), request.user),
+        request=request,
     )
     columns = selectors.by_phase(filters.qs)
     context = {
@@ -76,7 +78,9 @@ def board(request: HtmxHttpRequest) -> HttpResponse:
 @login_required
 def archive(request: HtmxHttpRequest) -> HttpResponse:
     filters = ArchiveFilter(
-        request.GET or None, queryset=selectors.closed_initiatives(), request=request
+        request.GET or None,
+        queryset=selectors.visible(selectors.closed_initiatives(), request.user),
+        request=request,
     )
     context = {"filter": filters, "initiatives": list(filters.qs)}
     template = (
@@ -112,7 +116,7 @@ def initiative_create(request: HtmxHttpRequest) -> HttpResponse:
 
 @login_required
 def initiative_edit(request: HtmxHttpRequest, key: str) -> HttpResponse:
-    initiative = selectors.initiative_get(key)
+    initiative = selectors.initiative_get(key, request.user)
     if not permissions.can_manage(request.user, initiative) or initiative.is_final:
         raise PermissionDenied("Only the accountable program manager or an admin edits this.")
     form = InitiativeForm(request.POST or None, initial=InitiativeForm.initial_for(initiative))
@@ -191,18 +195,18 @@ def after_action(
         return redirect(f"{url}#{part}")
     if reload:
         return HttpResponseClientRedirect(url)
-    return render_detail(request, selectors.initiative_get(key), part=part, also=also)
+    return render_detail(request, selectors.initiative_get(key, request.user), part=part, also=also)
 
 
 @login_required
 def initiative_detail(request: HtmxHttpRequest, key: str) -> HttpResponse:
-    return render_detail(request, selectors.initiative_get(key))
+    return render_detail(request, selectors.initiative_get(key, request.user))
 
 
 @login_required
 @require_POST
 def member_add(request: HtmxHttpRequest, key: str) -> HttpResponse:
-    initiative = selectors.initiative_get(key)
+    initiative = selectors.initiative_get(key, request.user)
     form = MemberForm(request.POST)
     if form.is_valid():
         member = form.cleaned_data["user"]
@@ -228,7 +232,7 @@ def member_add(request: HtmxHttpRequest, key: str) -> HttpResponse:
 @login_required
 @require_POST
 def member_remove(request: HtmxHttpRequest, key: str, membership_id: int) -> HttpResponse:
-    initiative = selectors.initiative_get(key)
+    initiative = selectors.initiative_get(key, request.user)
     membership = get_object_or_404(initiative.memberships, pk=membership_id, left_at__isnull=True)
     services.member_remove(membership=membership, user=request.user)
     messages.success(request, f"{membership.user.get_username()} left the team.")
@@ -237,7 +241,7 @@ def member_remove(request: HtmxHttpRequest, key: str, membership_id: int) -> Htt
 
 @login_required
 def hand_over(request: HtmxHttpRequest, key: str) -> HttpResponse:
-    initiative = selectors.initiative_get(key)
+    initiative = selectors.initiative_get(key, request.user)
     if not permissions.can_manage(request.user, initiative) or initiative.is_final:
         raise PermissionDenied("Only the accountable program manager or an admin hands over.")
     form = HandoverForm(request.POST or None, initiative=initiative)
@@ -258,7 +262,7 @@ def hand_over(request: HtmxHttpRequest, key: str) -> HttpResponse:
 @login_required
 @require_POST
 def iteration_add(request: HtmxHttpRequest, key: str) -> HttpResponse:
-    initiative = selectors.initiative_get(key)
+    initiative = selectors.initiative_get(key, request.user)
     form = IterationForm(request.POST)
     if form.is_valid():
         iteration = run_service(
@@ -278,7 +282,7 @@ def iteration_add(request: HtmxHttpRequest, key: str) -> HttpResponse:
 @login_required
 @require_POST
 def iteration_feedback(request: HtmxHttpRequest, key: str, number: int) -> HttpResponse:
-    initiative = selectors.initiative_get(key)
+    initiative = selectors.initiative_get(key, request.user)
     iteration = get_object_or_404(initiative.iterations, number=number)
     form = FeedbackForm(request.POST)
     recorded = None
@@ -307,7 +311,7 @@ def iteration_feedback(request: HtmxHttpRequest, key: str, number: int) -> HttpR
 @login_required
 @require_POST
 def kpi_add(request: HtmxHttpRequest, key: str) -> HttpResponse:
-    initiative = selectors.initiative_get(key)
+    initiative = selectors.initiative_get(key, request.user)
     form = KPIForm(request.POST)
     if form.is_valid():
         kpi = run_service(

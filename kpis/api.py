@@ -21,6 +21,7 @@ from rest_framework.views import APIView
 
 from initiatives import selectors as initiative_selectors
 from initiatives.roles import is_admin
+from initiatives.selectors import visible
 from kpis import services
 from kpis.models import KPI, DataSource, Job, Measurement, Run
 from kpis.serializers import (
@@ -73,10 +74,13 @@ class KPIList(generics.ListAPIView):  # type: ignore[type-arg]
     filterset_class = KPIFilter
     ordering_fields = ["id", "name"]
 
+    def get_queryset(self) -> QuerySet[KPI]:
+        return visible(super().get_queryset(), self.request.user, "initiative__")
+
     @extend_schema(request=KPIWriteSerializer, responses={201: KPISerializer})
     def post(self, request: Request) -> Response:
         data = _valid(KPIWriteSerializer, request)
-        initiative = initiative_selectors.initiative_get(data.pop("initiative"))
+        initiative = initiative_selectors.initiative_get(data.pop("initiative"), request.user)
         kpi = services.kpi_define(initiative=initiative, user=request.user, **data)  # type: ignore[arg-type]
         return Response(KPISerializer(kpi).data, status=status.HTTP_201_CREATED)
 
@@ -84,11 +88,12 @@ class KPIList(generics.ListAPIView):  # type: ignore[type-arg]
 class KPIDetail(APIView):
     @extend_schema(responses=KPISerializer)
     def get(self, request: Request, pk: int) -> Response:
-        return Response(KPISerializer(get_object_or_404(KPIList.queryset, pk=pk)).data)
+        kpis = visible(KPIList.queryset, request.user, "initiative__")
+        return Response(KPISerializer(get_object_or_404(kpis, pk=pk)).data)
 
     @extend_schema(request=KPIUpdateSerializer, responses=KPISerializer)
     def patch(self, request: Request, pk: int) -> Response:
-        kpi = get_object_or_404(KPIList.queryset, pk=pk)
+        kpi = get_object_or_404(visible(KPIList.queryset, request.user, "initiative__"), pk=pk)
         data = _valid(KPIUpdateSerializer, request, partial=True)
         services.kpi_update(kpi=kpi, user=request.user, **data)  # type: ignore[arg-type]
         return Response(KPISerializer(get_object_or_404(KPIList.queryset, pk=pk)).data)
@@ -131,7 +136,7 @@ class Measurements(APIView):
 
     @extend_schema(parameters=MEASUREMENT_PARAMETERS, responses=MeasurementPage)
     def get(self, request: Request, pk: int) -> Response:
-        kpi = get_object_or_404(KPI, pk=pk)
+        kpi = get_object_or_404(visible(KPI.objects.all(), request.user, "initiative__"), pk=pk)
         query = MeasurementQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         params = query.validated_data
@@ -193,7 +198,8 @@ class Measurements(APIView):
         ),
     )
     def post(self, request: Request, pk: int) -> Response:
-        kpi = get_object_or_404(KPI.objects.select_related("initiative"), pk=pk)
+        kpis = visible(KPI.objects.select_related("initiative"), request.user, "initiative__")
+        kpi = get_object_or_404(kpis, pk=pk)
         many = isinstance(request.data, list)
         if many and len(request.data) > services.MAX_PUSH:
             raise ValidationError({"non_field_errors": [f"At most {services.MAX_PUSH} values."]})
@@ -243,6 +249,9 @@ class JobList(generics.ListAPIView):  # type: ignore[type-arg]
     filterset_class = JobFilter
     ordering_fields = ["id", "next_run_at"]
 
+    def get_queryset(self) -> QuerySet[Job]:
+        return visible(super().get_queryset(), self.request.user, "kpi__initiative__")
+
     @extend_schema(request=JobWriteSerializer, responses={201: JobSerializer})
     def post(self, request: Request) -> Response:
         data = _valid(JobWriteSerializer, request)
@@ -253,11 +262,15 @@ class JobList(generics.ListAPIView):  # type: ignore[type-arg]
 class JobDetail(APIView):
     @extend_schema(responses=JobSerializer)
     def get(self, request: Request, pk: int) -> Response:
-        return Response(JobSerializer(get_object_or_404(Job, pk=pk)).data)
+        jobs = visible(Job.objects.all(), request.user, "kpi__initiative__")
+        return Response(JobSerializer(get_object_or_404(jobs, pk=pk)).data)
 
     @extend_schema(request=JobUpdateSerializer, responses=JobSerializer)
     def patch(self, request: Request, pk: int) -> Response:
-        job = get_object_or_404(Job.objects.select_related("kpi__initiative"), pk=pk)
+        jobs = visible(
+            Job.objects.select_related("kpi__initiative"), request.user, "kpi__initiative__"
+        )
+        job = get_object_or_404(jobs, pk=pk)
         data = _valid(JobUpdateSerializer, request, partial=True)
         job = services.job_update(job=job, user=request.user, **data)  # type: ignore[arg-type]
         return Response(JobSerializer(job).data)
@@ -266,7 +279,10 @@ class JobDetail(APIView):
 class JobRun(APIView):
     @extend_schema(request=RunRequestSerializer, responses={202: RunAcceptedSerializer})
     def post(self, request: Request, pk: int) -> Response:
-        job = get_object_or_404(Job.objects.select_related("kpi__initiative"), pk=pk)
+        jobs = visible(
+            Job.objects.select_related("kpi__initiative"), request.user, "kpi__initiative__"
+        )
+        job = get_object_or_404(jobs, pk=pk)
         data = _valid(RunRequestSerializer, request)
         run = services.run_request(job=job, user=request.user, trigger=data["trigger"])  # type: ignore[arg-type]
         url = reverse("api-run-detail", kwargs={"pk": run.pk})
@@ -285,11 +301,13 @@ class JobRuns(generics.ListAPIView):  # type: ignore[type-arg]
     def get_queryset(self) -> QuerySet[Run]:
         if getattr(self, "swagger_fake_view", False):
             return Run.objects.none()
-        job = get_object_or_404(Job, pk=self.kwargs["pk"])
+        jobs = visible(Job.objects.all(), self.request.user, "kpi__initiative__")
+        job = get_object_or_404(jobs, pk=self.kwargs["pk"])
         return job.runs.order_by("-scheduled_for", "-id")
 
 
 class RunDetail(APIView):
     @extend_schema(responses=RunSerializer)
     def get(self, request: Request, pk: int) -> Response:
-        return Response(RunSerializer(get_object_or_404(Run, pk=pk)).data)
+        runs = visible(Run.objects.all(), request.user, "job__kpi__initiative__")
+        return Response(RunSerializer(get_object_or_404(runs, pk=pk)).data)

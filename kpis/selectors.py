@@ -22,7 +22,7 @@ from django.db.models import (
 from django.utils import timezone
 
 from initiatives.models import FINAL_STATUSES, BusinessUnit, Initiative, Phase, Status
-from initiatives.roles import Role, is_admin, role_names
+from initiatives.permissions import sees_only_own_units
 from kpis.health import Health, is_stale, kpi_health, worst
 from kpis.models import KPI, Job, Measurement, Run
 
@@ -200,8 +200,7 @@ def visible_units(user: User | AnonymousUser) -> QuerySet[BusinessUnit]:
 
 
 def only_stakeholder(user: User | AnonymousUser) -> bool:
-    roles = role_names(user)
-    return not is_admin(user) and roles == {Role.BUSINESS_STAKEHOLDER.value}
+    return sees_only_own_units(user)
 
 
 def can_see_kpis(user: User | AnonymousUser, initiative: Initiative) -> bool:

@@ -21,6 +21,7 @@ from django.views.decorators.http import require_POST
 
 from bizdevops.errors import DomainError
 from bizdevops.web import refusal_status, run_service
+from initiatives import permissions
 from initiatives import selectors as initiative_selectors
 from initiatives.models import Status
 from initiatives.roles import is_admin
@@ -32,7 +33,7 @@ from kpis.models import KPI, Job, Measurement, Run, Trigger
 
 @login_required
 def ops(request: HtmxHttpRequest) -> HttpResponse:
-    initiatives = list(selectors.ops_initiatives())
+    initiatives = list(initiative_selectors.visible(selectors.ops_initiatives(), request.user))
     roles = initiative_selectors.team_roles_of(request.user)
     admin = is_admin(request.user)
     rows = []
@@ -42,11 +43,16 @@ def ops(request: HtmxHttpRequest) -> HttpResponse:
     return render(request, "kpis/ops.html", {"rows": rows})
 
 
-def _job_or_404(pk: int) -> Job:
+def _job_or_404(pk: int, user: Any) -> Job:
     try:
-        return selectors.job_get(pk)
+        job = selectors.job_get(pk)
     except Job.DoesNotExist:
         raise Http404("No such job.") from None
+    if permissions.sees_only_own_units(user) and not (
+        job.kpi.initiative.business_unit.stakeholders.filter(pk=user.pk).exists()
+    ):
+        raise Http404("No such job.")
+    return job
 
 
 def _cleaned_job(form: JobForm) -> dict[str, Any]:
@@ -82,7 +88,7 @@ def job_create(request: HtmxHttpRequest, kpi_id: int) -> HttpResponse:
 
 @login_required
 def job_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
-    job = _job_or_404(pk)
+    job = _job_or_404(pk, request.user)
     initiative = job.kpi.initiative
     operator = services.can_operate(request.user, initiative)
     form = JobForm(request.POST or None, initial=JobForm.initial_for(job)) if operator else None
@@ -129,7 +135,7 @@ def _upcoming(job: Job) -> list[Any]:
 @login_required
 @require_POST
 def job_toggle(request: HtmxHttpRequest, pk: int) -> HttpResponse:
-    job = _job_or_404(pk)
+    job = _job_or_404(pk, request.user)
     services.job_update(job=job, user=request.user, enabled=not job.enabled)
     messages.success(request, "Job enabled." if not job.enabled else "Job disabled.")
     target = request.POST.get("next", "")
@@ -141,7 +147,7 @@ def job_toggle(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def run_start(request: HtmxHttpRequest, pk: int) -> HttpResponse:
-    job = _job_or_404(pk)
+    job = _job_or_404(pk, request.user)
     trigger = Trigger.TRIAL if request.POST.get("trigger") == Trigger.TRIAL else Trigger.MANUAL
     try:
         run = services.run_request(job=job, user=request.user, trigger=trigger)
@@ -216,9 +222,7 @@ def unit_dashboard(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 def initiative_kpis(request: HtmxHttpRequest, key: str) -> HttpResponse:
-    initiative = initiative_selectors.initiative_get(key)
-    if not selectors.can_see_kpis(request.user, initiative):
-        raise Http404("No such initiative.")
+    initiative = initiative_selectors.initiative_get(key, request.user)
     range_name, start, end = _range(request)
     tiles = selectors.tiles(initiative.kpis.all())
     data = selectors.series_many([tile.kpi for tile in tiles], start, end)
@@ -252,9 +256,8 @@ def _chart(
 
 @login_required
 def kpi_chart(request: HtmxHttpRequest, pk: int) -> HttpResponse:
-    kpi = get_object_or_404(KPI.objects.select_related("initiative__business_unit"), pk=pk)
-    if not selectors.can_see_kpis(request.user, kpi.initiative):
-        raise Http404("No such KPI.")
+    kpis = initiative_selectors.visible(KPI.objects.all(), request.user, "initiative__")
+    kpi = get_object_or_404(kpis.select_related("initiative__business_unit"), pk=pk)
     range_name, start, end = _range(request)
     context = {
         "kpi": kpi,
@@ -274,9 +277,8 @@ class _Echo:
 def kpi_csv(request: HtmxHttpRequest, pk: int) -> StreamingHttpResponse:
     """The raw measurements of a KPI in the chosen range, streamed: the rows are read in
     chunks from a server-side cursor and written as they come, never all in memory."""
-    kpi = get_object_or_404(KPI.objects.select_related("initiative__business_unit"), pk=pk)
-    if not selectors.can_see_kpis(request.user, kpi.initiative):
-        raise Http404("No such KPI.")
+    kpis = initiative_selectors.visible(KPI.objects.all(), request.user, "initiative__")
+    kpi = get_object_or_404(kpis.select_related("initiative__business_unit"), pk=pk)
     range_name, start, end = _range(request)
     rows = (
         Measurement.objects.filter(kpi=kpi, as_of__gte=start, as_of__lt=end)

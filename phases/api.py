@@ -22,7 +22,7 @@ from phases.serializers import (
 
 
 def _panel_data(request: Request, key: str) -> dict[str, object]:
-    initiative = initiative_selectors.initiative_get(key)
+    initiative = initiative_selectors.initiative_get(key, request.user)
     panel = selectors.gate_panel(initiative, request.user)
     return GatePanelSerializer(
         {
@@ -43,7 +43,7 @@ class Gate(APIView):
 class CriterionTick(APIView):
     @extend_schema(request=TickWriteSerializer, responses=GatePanelSerializer)
     def put(self, request: Request, key: str, code: str) -> Response:
-        initiative = initiative_selectors.initiative_get(key)
+        initiative = initiative_selectors.initiative_get(key, request.user)
         criterion = get_object_or_404(Criterion, code=code)
         serializer = TickWriteSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -57,7 +57,7 @@ class CriterionTick(APIView):
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, key: str, code: str) -> Response:
-        initiative = initiative_selectors.initiative_get(key)
+        initiative = initiative_selectors.initiative_get(key, request.user)
         criterion = get_object_or_404(Criterion, code=code)
         services.criterion_untick(initiative=initiative, criterion=criterion, user=request.user)  # type: ignore[arg-type]
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -72,7 +72,7 @@ class DecisionList(APIView):
         },
     )
     def post(self, request: Request, key: str) -> Response:
-        initiative = initiative_selectors.initiative_get(key)
+        initiative = initiative_selectors.initiative_get(key, request.user)
         serializer = DecisionWriteSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         record = services.gate_decide(
@@ -86,5 +86,5 @@ class DecisionList(APIView):
 class History(APIView):
     @extend_schema(responses=TimelineEventSerializer(many=True))
     def get(self, request: Request, key: str) -> Response:
-        initiative = initiative_selectors.initiative_get(key)
+        initiative = initiative_selectors.initiative_get(key, request.user)
         return Response(TimelineEventSerializer(selectors.timeline(initiative), many=True).data)

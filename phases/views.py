@@ -20,7 +20,7 @@ from phases.models import Criterion, Decision
 @login_required
 @require_POST
 def criterion_tick(request: HtmxHttpRequest, key: str, code: str) -> HttpResponse:
-    initiative = selectors.initiative_get(key)
+    initiative = selectors.initiative_get(key, request.user)
     criterion = get_object_or_404(Criterion, code=code)
     form = TickForm(request.POST)
     untick = request.POST.get("action") == "untick"
@@ -62,7 +62,7 @@ def criterion_tick(request: HtmxHttpRequest, key: str, code: str) -> HttpRespons
 @login_required
 @require_POST
 def decide(request: HtmxHttpRequest, key: str) -> HttpResponse:
-    initiative = selectors.initiative_get(key)
+    initiative = selectors.initiative_get(key, request.user)
     if not permissions.can_decide(request.user, initiative):
         raise PermissionDenied("Only the accountable program manager or an admin decides.")
     form = DecisionForm(request.POST)

@@ -120,7 +120,20 @@ def test_archive_sends_anonymous_users_to_login(client: Any, db: Any) -> None:
     assert response["Location"] == "/accounts/login/?next=/archive/"
 
 
-@pytest.mark.parametrize("who", ["pm", "stakeholder", "engineer", "scientist", "admin_user"])
+def test_a_business_stakeholder_sees_only_their_units_initiatives(
+    client: Any, stakeholder: Any, portfolio: dict[str, Initiative]
+) -> None:
+    # The stakeholder belongs to Fraud only: the Marketing initiatives are not shown, and
+    # their pages answer 404 as if they did not exist.
+    client.force_login(stakeholder)
+    columns = _columns(_html(client.get("/board/")))
+    assert columns["biz"] == set()
+    assert columns["dev"] == {portfolio["dev"].key}
+    assert client.get(f"/initiatives/{portfolio['pricing'].key}/").status_code == 404
+    assert client.get(f"/initiatives/{portfolio['dev'].key}/").status_code == 200
+
+
+@pytest.mark.parametrize("who", ["pm", "engineer", "scientist", "admin_user"])
 def test_board_shows_open_initiatives_in_phase_columns(
     client: Any, request: Any, who: str, portfolio: dict[str, Initiative]
 ) -> None:
@@ -237,9 +250,10 @@ def test_board_only_mine(
 
     client.force_login(stakeholder)
     assert _on_board(_html(client.get("/board/", {"mine": "true"}))) == set()
-    # Unchecked: everything.
-    assert len(_on_board(_html(client.get("/board/", {"mine": "false"})))) == 3
+    # Unchecked: everything the stakeholder may see (their unit's one open initiative).
+    assert _on_board(_html(client.get("/board/", {"mine": "false"}))) == {portfolio["dev"].key}
     # A value that is neither yes nor no means "not set".
+    client.force_login(pm)
     assert len(_on_board(_html(client.get("/board/", {"mine": "perhaps"})))) == 3
 
 

@@ -162,7 +162,6 @@ def test_ticking_twice_keeps_one_tick(client: Any, pm: Any, initiative: Initiati
         ("stakeholder", "data_feasibility_confirmed"),  # not on the team
         ("other_pm", "data_feasibility_confirmed"),
         ("engineer", "data_feasibility_confirmed"),  # not on the team
-        ("outsider", "business_signoff"),  # a stakeholder of another unit
     ],
 )
 def test_user_not_allowed_to_tick_gets_403(
@@ -176,6 +175,17 @@ def test_user_not_allowed_to_tick_gets_403(
     client.force_login(user)
     assert FORBIDDEN in _html(client.post(_tick_url(initiative, code), {"note": "x"}), 403)
     assert FORBIDDEN in _html(client.post(_tick_url(initiative, code), {}, **HTMX), 403)
+    assert not Tick.objects.exists()
+
+
+def test_a_stakeholder_of_another_unit_cannot_tick_nor_see_it(
+    client: Any, make_user: Any, initiative: Initiative
+) -> None:
+    outsider = make_user(Role.BUSINESS_STAKEHOLDER, username="outsider")
+    BusinessUnitFactory(name="Marketing").stakeholders.add(outsider)
+    client.force_login(outsider)
+    # 404, not 403: the initiative of another unit is not revealed.
+    assert client.post(_tick_url(initiative, "business_signoff"), {"note": "x"}).status_code == 404
     assert not Tick.objects.exists()
 
 
