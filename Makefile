@@ -50,5 +50,11 @@ test: lint typecheck
 screenshots: install
 	$(BIN)/python scripts/screenshots.py
 
+# Speed: median times and query counts (SQLite in a temporary folder; set DATABASE_URL for
+# PostgreSQL). Results are written down in docs/benchmarks.md.
+.PHONY: bench
+bench: install
+	$(BIN)/python scripts/bench.py
+
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache .mypy_cache

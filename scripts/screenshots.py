@@ -139,6 +139,16 @@ def shoot(browser: Browser, base_url: str) -> list[Path]:
     page.screenshot(path=saved[-1], full_page=True)
     saved.append(OUT / "gate-panel.png")
     page.locator("#gate-panel").screenshot(path=saved[-1])
+
+    page.goto("/ops/")
+    expect(page.locator(".ops-initiative").first).to_be_visible()
+    saved.append(OUT / "ops.png")
+    page.screenshot(path=saved[-1], full_page=True)
+
+    page.goto("/initiatives/BDO-1/dashboard/?range=30d")
+    expect(page.locator("[data-chart] canvas").first).to_be_visible()
+    saved.append(OUT / "kpi-dashboard.png")
+    page.screenshot(path=saved[-1], full_page=True)
     desktop.close()
 
     phone = browser.new_context(
