@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from initiatives.models import FINAL_STATUSES, BusinessUnit, Initiative, Phase, Status
 from initiatives.permissions import sees_only_own_units
+from initiatives.selectors import visible
 from kpis.health import Health, is_stale, kpi_health, worst
 from kpis.models import KPI, Job, Measurement, Run
 
@@ -64,10 +65,12 @@ def ops_initiatives() -> QuerySet[Initiative]:
     )
 
 
-def job_get(pk: int) -> Job:
-    return Job.objects.select_related(
+def job_get(pk: int, user: User | AnonymousUser) -> Job:
+    """The job as the user may see it (a stakeholder: only their units' jobs)."""
+    jobs = Job.objects.select_related(
         "kpi", "kpi__initiative", "kpi__initiative__business_unit", "data_source"
-    ).get(pk=pk)
+    )
+    return visible(jobs, user, "kpi__initiative__").get(pk=pk)
 
 
 def run_history(job: Job, limit: int = 50) -> list[Run]:
@@ -194,16 +197,6 @@ def board_health(initiatives: list[Initiative]) -> dict[int, Health]:
 def visible_units(user: User | AnonymousUser) -> QuerySet[BusinessUnit]:
     """Business stakeholders see their own units' KPIs; everyone else sees all units."""
     units = BusinessUnit.objects.order_by("name")
-    if only_stakeholder(user):
+    if sees_only_own_units(user):
         return units.filter(stakeholders=user.pk)
     return units
-
-
-def only_stakeholder(user: User | AnonymousUser) -> bool:
-    return sees_only_own_units(user)
-
-
-def can_see_kpis(user: User | AnonymousUser, initiative: Initiative) -> bool:
-    if not only_stakeholder(user):
-        return True
-    return initiative.business_unit.stakeholders.filter(pk=user.pk or 0).exists()

@@ -21,7 +21,6 @@ from django.views.decorators.http import require_POST
 
 from bizdevops.errors import DomainError
 from bizdevops.web import refusal_status, run_service
-from initiatives import permissions
 from initiatives import selectors as initiative_selectors
 from initiatives.models import Status
 from initiatives.roles import is_admin
@@ -45,14 +44,9 @@ def ops(request: HtmxHttpRequest) -> HttpResponse:
 
 def _job_or_404(pk: int, user: Any) -> Job:
     try:
-        job = selectors.job_get(pk)
+        return selectors.job_get(pk, user)
     except Job.DoesNotExist:
         raise Http404("No such job.") from None
-    if permissions.sees_only_own_units(user) and not (
-        job.kpi.initiative.business_unit.stakeholders.filter(pk=user.pk).exists()
-    ):
-        raise Http404("No such job.")
-    return job
 
 
 def _cleaned_job(form: JobForm) -> dict[str, Any]:
