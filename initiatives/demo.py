@@ -332,8 +332,10 @@ def _history(initiative: Initiative, engineer: Any) -> None:
 
 
 def _warehouse(admin: Any, log: list[str]) -> None:
+    existed = warehouse.path().exists()
     added = warehouse.tick()
-    if added:
+    # Catching up the minutes since the last run is no new demo data; a new file is.
+    if not existed:
         log.append(f"demo warehouse rows for {added} minutes at {warehouse.path()}")
     if not DataSource.objects.filter(name=WAREHOUSE).exists():
         kpi_services.data_source_save(
