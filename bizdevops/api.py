@@ -24,6 +24,13 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from bizdevops.errors import DomainError
 
 
+def validated(serializer_class: type, request: Any, **kwargs: Any) -> dict[str, Any]:
+    """The request body checked by a serializer (a 400 with field messages otherwise)."""
+    serializer = serializer_class(data=request.data, **kwargs)
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)
+
+
 class Pagination(PageNumberPagination):
     page_size_query_param = "page_size"
     max_page_size = 200

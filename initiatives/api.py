@@ -12,6 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from bizdevops.api import validated
 from initiatives import selectors, services
 from initiatives.filters import InitiativeApiFilter
 from initiatives.models import BusinessUnit, Initiative
@@ -30,12 +31,6 @@ from initiatives.serializers import (
 )
 
 
-def _valid(serializer_class: type, request: Request, **kwargs: Any) -> dict[str, Any]:
-    serializer = serializer_class(data=request.data, **kwargs)
-    serializer.is_valid(raise_exception=True)
-    return dict(serializer.validated_data)
-
-
 class BusinessUnitList(generics.ListAPIView):  # type: ignore[type-arg]
     serializer_class = BusinessUnitSerializer
     queryset = BusinessUnit.objects.prefetch_related("stakeholders").order_by("name")
@@ -44,7 +39,7 @@ class BusinessUnitList(generics.ListAPIView):  # type: ignore[type-arg]
 
     @extend_schema(request=BusinessUnitWriteSerializer, responses={201: BusinessUnitSerializer})
     def post(self, request: Request) -> Response:
-        data = _valid(BusinessUnitWriteSerializer, request)
+        data = validated(BusinessUnitWriteSerializer, request)
         unit = services.business_unit_save(user=request.user, **data)  # type: ignore[arg-type]
         return Response(BusinessUnitSerializer(unit).data, status=status.HTTP_201_CREATED)
 
@@ -60,7 +55,7 @@ class InitiativeList(generics.ListAPIView):  # type: ignore[type-arg]
 
     @extend_schema(request=InitiativeWriteSerializer, responses={201: InitiativeSerializer})
     def post(self, request: Request) -> Response:
-        data = _valid(InitiativeWriteSerializer, request)
+        data = validated(InitiativeWriteSerializer, request)
         initiative = services.initiative_create(user=request.user, **data)  # type: ignore[arg-type]
         return Response(
             InitiativeSerializer(selectors.initiative_get(initiative.key, request.user)).data,
@@ -76,7 +71,7 @@ class InitiativeDetail(APIView):
     @extend_schema(request=InitiativeUpdateSerializer, responses=InitiativeSerializer)
     def patch(self, request: Request, key: str) -> Response:
         initiative = selectors.initiative_get(key, request.user)
-        data = _valid(InitiativeUpdateSerializer, request, partial=True)
+        data = validated(InitiativeUpdateSerializer, request, partial=True)
         services.initiative_update(initiative=initiative, user=request.user, **data)  # type: ignore[arg-type]
         return Response(InitiativeSerializer(selectors.initiative_get(key, request.user)).data)
 
@@ -85,7 +80,7 @@ class Handover(APIView):
     @extend_schema(request=HandoverWriteSerializer, responses={201: HandoverSerializer})
     def post(self, request: Request, key: str) -> Response:
         initiative = selectors.initiative_get(key, request.user)
-        data = _valid(HandoverWriteSerializer, request)
+        data = validated(HandoverWriteSerializer, request)
         handover = services.initiative_hand_over(
             initiative=initiative,
             to=data["to"],
@@ -104,7 +99,7 @@ class MemberList(APIView):
     @extend_schema(request=MemberWriteSerializer, responses={201: MemberSerializer})
     def post(self, request: Request, key: str) -> Response:
         initiative = selectors.initiative_get(key, request.user)
-        data = _valid(MemberWriteSerializer, request)
+        data = validated(MemberWriteSerializer, request)
         membership = services.member_add(
             initiative=initiative,
             member=data["user"],
@@ -132,6 +127,6 @@ class IterationList(APIView):
     @extend_schema(request=IterationWriteSerializer, responses={201: IterationSerializer})
     def post(self, request: Request, key: str) -> Response:
         initiative: Initiative = selectors.initiative_get(key, request.user)
-        data = _valid(IterationWriteSerializer, request)
+        data = validated(IterationWriteSerializer, request)
         iteration = services.iteration_add(initiative=initiative, user=request.user, **data)  # type: ignore[arg-type]
         return Response(IterationSerializer(iteration).data, status=status.HTTP_201_CREATED)

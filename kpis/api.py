@@ -19,6 +19,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from bizdevops.api import validated
 from initiatives import selectors as initiative_selectors
 from initiatives.roles import is_admin
 from initiatives.selectors import visible
@@ -50,12 +51,6 @@ BUCKETS = {
 MAX_BUCKETS = 10_000
 
 
-def _valid(serializer_class: type, request: Request, **kwargs: Any) -> dict[str, Any]:
-    serializer = serializer_class(data=request.data, **kwargs)
-    serializer.is_valid(raise_exception=True)
-    return dict(serializer.validated_data)
-
-
 class KPIFilter(filters.FilterSet):
     initiative = filters.CharFilter(method="by_key", max_length=20)
 
@@ -79,7 +74,7 @@ class KPIList(generics.ListAPIView):  # type: ignore[type-arg]
 
     @extend_schema(request=KPIWriteSerializer, responses={201: KPISerializer})
     def post(self, request: Request) -> Response:
-        data = _valid(KPIWriteSerializer, request)
+        data = validated(KPIWriteSerializer, request)
         initiative = initiative_selectors.initiative_get(data.pop("initiative"), request.user)
         kpi = services.kpi_define(initiative=initiative, user=request.user, **data)  # type: ignore[arg-type]
         return Response(KPISerializer(kpi).data, status=status.HTTP_201_CREATED)
@@ -94,7 +89,7 @@ class KPIDetail(APIView):
     @extend_schema(request=KPIUpdateSerializer, responses=KPISerializer)
     def patch(self, request: Request, pk: int) -> Response:
         kpi = get_object_or_404(visible(KPIList.queryset, request.user, "initiative__"), pk=pk)
-        data = _valid(KPIUpdateSerializer, request, partial=True)
+        data = validated(KPIUpdateSerializer, request, partial=True)
         services.kpi_update(kpi=kpi, user=request.user, **data)  # type: ignore[arg-type]
         return Response(KPISerializer(get_object_or_404(KPIList.queryset, pk=pk)).data)
 
@@ -226,7 +221,7 @@ class DataSourceList(generics.ListAPIView):  # type: ignore[type-arg]
 
     @extend_schema(request=DataSourceWriteSerializer, responses={201: DataSourceSerializer})
     def post(self, request: Request) -> Response:
-        data = _valid(DataSourceWriteSerializer, request)
+        data = validated(DataSourceWriteSerializer, request)
         source = services.data_source_save(user=request.user, **data)  # type: ignore[arg-type]
         return Response(DataSourceSerializer(source).data, status=status.HTTP_201_CREATED)
 
@@ -254,7 +249,7 @@ class JobList(generics.ListAPIView):  # type: ignore[type-arg]
 
     @extend_schema(request=JobWriteSerializer, responses={201: JobSerializer})
     def post(self, request: Request) -> Response:
-        data = _valid(JobWriteSerializer, request)
+        data = validated(JobWriteSerializer, request)
         job = services.job_register(kpi=data.pop("kpi"), user=request.user, **data)  # type: ignore[arg-type]
         return Response(JobSerializer(job).data, status=status.HTTP_201_CREATED)
 
@@ -271,7 +266,7 @@ class JobDetail(APIView):
             Job.objects.select_related("kpi__initiative"), request.user, "kpi__initiative__"
         )
         job = get_object_or_404(jobs, pk=pk)
-        data = _valid(JobUpdateSerializer, request, partial=True)
+        data = validated(JobUpdateSerializer, request, partial=True)
         job = services.job_update(job=job, user=request.user, **data)  # type: ignore[arg-type]
         return Response(JobSerializer(job).data)
 
@@ -283,7 +278,7 @@ class JobRun(APIView):
             Job.objects.select_related("kpi__initiative"), request.user, "kpi__initiative__"
         )
         job = get_object_or_404(jobs, pk=pk)
-        data = _valid(RunRequestSerializer, request)
+        data = validated(RunRequestSerializer, request)
         run = services.run_request(job=job, user=request.user, trigger=data["trigger"])  # type: ignore[arg-type]
         url = reverse("api-run-detail", kwargs={"pk": run.pk})
         return Response(

@@ -50,7 +50,8 @@ class WebhookSubscriptionAdmin(ServiceAdmin):
 
     @admin.action(description="Deactivate the selected subscriptions")
     def deactivate(self, request: HttpRequest, queryset: Any) -> None:
-        queryset.update(active=False)
+        for subscription in queryset:
+            services.webhook_deactivate(subscription=subscription, user=request.user)  # type: ignore[arg-type]
 
 
 @admin.register(WebhookDelivery)

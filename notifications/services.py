@@ -192,6 +192,16 @@ def webhook_subscribe(
     return subscription, secret
 
 
+@transaction.atomic
+def webhook_deactivate(*, subscription: WebhookSubscription, user: User) -> WebhookSubscription:
+    """Stop sending to a subscription (admins); deliveries still pending fail unsent."""
+    if not is_admin(user):
+        raise PermissionDenied("Only admins manage webhooks.")
+    WebhookSubscription.objects.filter(pk=subscription.pk).update(active=False)
+    subscription.active = False
+    return subscription
+
+
 def event_publish(*, event: Event, payload: dict[str, Any]) -> list[int]:
     """Record one delivery per active subscription to the event (in the caller's
     transaction, so an event exists only if what caused it was committed) and send each

@@ -480,3 +480,26 @@ def test_a_handover_publishes_initiative_handed_over(
         assert WebhookDelivery.objects.count() == 2
         raise RuntimeError("roll back")
     assert WebhookDelivery.objects.count() == 1
+
+
+def test_deactivating_is_for_admins_and_stops_pending_deliveries(admin_user, pm):
+    from django.core.exceptions import PermissionDenied as Forbidden
+
+    from notifications import services as notification_services
+    from notifications.models import DeliveryState, Event, WebhookDelivery
+
+    subscription, _ = notification_services.webhook_subscribe(
+        user=admin_user,
+        url="http://127.0.0.1:9/hook",
+        events=[Event.RUN_FAILED.value],
+        allow_private_addresses=True,
+    )
+    with pytest.raises(Forbidden):
+        notification_services.webhook_deactivate(subscription=subscription, user=pm)
+    subscription.refresh_from_db()
+    assert subscription.active
+    (delivery_id,) = notification_services.event_publish(event=Event.RUN_FAILED, payload={})
+    notification_services.webhook_deactivate(subscription=subscription, user=admin_user)
+    assert notification_services.delivery_attempt(delivery_id=delivery_id) is None
+    delivery = WebhookDelivery.objects.get(pk=delivery_id)
+    assert (delivery.state, delivery.attempts) == (DeliveryState.FAILED, 0)
