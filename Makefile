@@ -28,9 +28,11 @@ run: demo
 	@echo "BizDevOps on http://$(HOST):$(PORT)/  (log in as pm / demo; admin / demo for /admin/)"
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py devserver $(HOST):$(PORT)
 
+# ruff, and the layering of docs/architecture.md (import-linter, contracts in pyproject.toml).
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 format: install
 	$(BIN)/ruff format .

@@ -15,7 +15,7 @@ from django.http import HttpRequest
 from bizdevops.errors import DomainError
 
 
-class ServiceForm(forms.ModelForm):  # type: ignore[type-arg]
+class ServiceForm(forms.ModelForm):
     user: Any = None
     result: models.Model | None = None
 
@@ -36,7 +36,7 @@ class ServiceForm(forms.ModelForm):  # type: ignore[type-arg]
             self.add_error(None, str(error) or "You may not do this.")
 
 
-class ServiceAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class ServiceAdmin(admin.ModelAdmin):
     """Saves through `form.perform`; never deletes."""
 
     def get_form(
@@ -78,7 +78,7 @@ class ServiceAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         return False
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class ReadOnlyAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
@@ -89,7 +89,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         return False
 
 
-class ReadOnlyInline(admin.TabularInline):  # type: ignore[type-arg]
+class ReadOnlyInline(admin.TabularInline):
     extra = 0
     can_delete = False
     show_change_link = True

@@ -40,16 +40,18 @@ def _error(status: int, code: str, message: str, **extra: Any) -> Response:
     return Response({"error": {"code": code, "message": message, **extra}}, status=status)
 
 
-def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    """Every error in one shape: {"error": {"code", "message", "fields"?, "unmet"?}}."""
-    if isinstance(exc, DomainError):
-        extra: dict[str, Any] = {}
-        if exc.field:
-            extra["fields"] = {exc.field: [exc.message]}
-        unmet = getattr(exc, "unmet_codes", None)
-        if unmet is not None:
-            extra["unmet"] = unmet
-        return _error(exc.status_code, exc.code, exc.message, **extra)
+def _domain_error(exc: DomainError) -> Response:
+    extra: dict[str, Any] = {}
+    if exc.field:
+        extra["fields"] = {exc.field: [exc.message]}
+    unmet = getattr(exc, "unmet_codes", None)
+    if unmet is not None:
+        extra["unmet"] = unmet
+    return _error(exc.status_code, exc.code, exc.message, **extra)
+
+
+def _django_error(exc: Exception) -> Response | None:
+    """Django's own request and validation errors, in the API's shape."""
     if isinstance(exc, RequestDataTooBig):
         return _error(413, "too_large", "The request body is too large.")
     if isinstance(exc, SuspiciousOperation):
@@ -57,13 +59,11 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(exc, DjangoValidationError):
         # E.g. a forged pagination cursor whose position is not a valid value.
         return _error(400, "invalid", " ".join(exc.messages))
-    if isinstance(exc, DjangoPermissionDenied):
-        exc = exceptions.PermissionDenied(str(exc) or None)
-    elif isinstance(exc, Http404):
-        exc = exceptions.NotFound(str(exc) or None)
-    response = drf_exception_handler(exc, context)
-    if response is None:
-        return None
+    return None
+
+
+def _reshaped(exc: Exception, response: Response) -> Response:
+    """DRF's answer to its own exceptions, in the API's shape."""
     if isinstance(exc, exceptions.ValidationError):
         detail = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
         response.data = {
@@ -80,7 +80,22 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     return response
 
 
-class StrictSerializer(serializers.Serializer):  # type: ignore[type-arg]
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """Every error in one shape: {"error": {"code", "message", "fields"?, "unmet"?}}."""
+    if isinstance(exc, DomainError):
+        return _domain_error(exc)
+    answer = _django_error(exc)
+    if answer is not None:
+        return answer
+    if isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied(str(exc) or None)
+    elif isinstance(exc, Http404):
+        exc = exceptions.NotFound(str(exc) or None)
+    response = drf_exception_handler(exc, context)
+    return None if response is None else _reshaped(exc, response)
+
+
+class StrictSerializer(serializers.Serializer):
     """Rejects fields it does not know (a typo must not pass silently)."""
 
     def to_internal_value(self, data: Any) -> Any:
@@ -154,7 +169,7 @@ def healthz(request: HttpRequest) -> JsonResponse:
     )
 
 
-class ErrorDetailSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class ErrorDetailSerializer(serializers.Serializer):
     code = serializers.CharField()
     message = serializers.CharField()
     fields = serializers.DictField(required=False, help_text="Field name → messages.")
@@ -163,5 +178,5 @@ class ErrorDetailSerializer(serializers.Serializer):  # type: ignore[type-arg]
     )
 
 
-class ErrorSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class ErrorSerializer(serializers.Serializer):
     error = ErrorDetailSerializer()

@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 
 from bizdevops.api import TokenView
 from initiatives import api as initiatives
+from jobs import api as jobs
 from kpis import api as kpis
 from phases import api as phases
 
@@ -30,12 +31,12 @@ v1 = [
     path("kpis/", kpis.KPIList.as_view(), name="api-kpis"),
     path("kpis/<int:pk>/", kpis.KPIDetail.as_view(), name="api-kpi"),
     path("kpis/<int:pk>/measurements/", kpis.Measurements.as_view(), name="api-measurements"),
-    path("data-sources/", kpis.DataSourceList.as_view(), name="api-data-sources"),
-    path("jobs/", kpis.JobList.as_view(), name="api-jobs"),
-    path("jobs/<int:pk>/", kpis.JobDetail.as_view(), name="api-job"),
-    path("jobs/<int:pk>/run/", kpis.JobRun.as_view(), name="api-job-run"),
-    path("jobs/<int:pk>/runs/", kpis.JobRuns.as_view(), name="api-job-runs"),
-    path("runs/<int:pk>/", kpis.RunDetail.as_view(), name="api-run-detail"),
+    path("data-sources/", jobs.DataSourceList.as_view(), name="api-data-sources"),
+    path("jobs/", jobs.JobList.as_view(), name="api-jobs"),
+    path("jobs/<int:pk>/", jobs.JobDetail.as_view(), name="api-job"),
+    path("jobs/<int:pk>/run/", jobs.JobRun.as_view(), name="api-job-run"),
+    path("jobs/<int:pk>/runs/", jobs.JobRuns.as_view(), name="api-job-runs"),
+    path("runs/<int:pk>/", jobs.RunDetail.as_view(), name="api-run-detail"),
 ]
 
 urlpatterns = [

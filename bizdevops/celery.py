@@ -13,25 +13,26 @@ app.autodiscover_tasks()
 
 @app.on_after_configure.connect
 def beat_schedule(sender: Celery, **kwargs: object) -> None:
-    """One dispatcher entry for every KPI job (see kpis/services.py `dispatch_due`) and the
-    reaper; with DEBUG, the demo warehouse gets new rows every minute."""
+    """One dispatcher entry for every KPI job (see jobs/services.py `dispatch_due`) and the
+    reaper; with DEBUG, the demo warehouse gets new rows every minute. Tasks are named as
+    strings: this module is imported before any app."""
     from django.conf import settings
 
     sender.conf.beat_schedule = {
         "dispatch-due-kpi-jobs": {
-            "task": "kpis.tasks.dispatch",
+            "task": "jobs.tasks.dispatch",
             "schedule": settings.KPI_DISPATCH_INTERVAL_SECONDS,
             "options": {"expires": settings.KPI_DISPATCH_INTERVAL_SECONDS * 2},
         },
         "reap-stuck-kpi-runs": {
-            "task": "kpis.tasks.reap",
+            "task": "jobs.tasks.reap",
             "schedule": settings.KPI_REAPER_INTERVAL_SECONDS,
             "options": {"expires": settings.KPI_REAPER_INTERVAL_SECONDS * 2},
         },
     }
     if settings.DEBUG:
         sender.conf.beat_schedule["demo-warehouse-tick"] = {
-            "task": "kpis.tasks.demo_warehouse_tick",
+            "task": "bizdevops.tasks.demo_warehouse_tick",
             "schedule": 60.0,
             "options": {"expires": 120},
         }

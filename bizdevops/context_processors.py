@@ -4,8 +4,8 @@ from typing import Any
 
 from django.http import HttpRequest
 
+from bizdevops.roles import is_admin, role_names
 from initiatives.permissions import can_create_initiative
-from initiatives.roles import is_admin, role_names
 
 
 def navigation(request: HttpRequest) -> dict[str, Any]:

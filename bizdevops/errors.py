@@ -1,10 +1,12 @@
-"""Domain exceptions raised by services.
+"""Domain exceptions raised by services, and the guards they share.
 
 Views turn them into form errors (or a 403 page for `PermissionDenied`), the API into
 400 / 409 responses. Permission refusals use Django's own `PermissionDenied`.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 
 class DomainError(Exception):
@@ -23,3 +25,18 @@ class ConflictError(DomainError):
     """The action does not fit the current state (final status, a gate not met, ...)."""
 
     status_code = 409
+
+
+def reject_unknown(changes: Iterable[str], allowed: Iterable[str]) -> None:
+    """A service's keyword arguments are only the fields it knows: a typo never passes."""
+    unknown = set(changes) - set(allowed)
+    if unknown:
+        raise DomainError(f"Unknown fields: {', '.join(sorted(unknown))}.")
+
+
+def require_text(value: str | None, field: str, label: str) -> str:
+    """The stripped text, or a 'required' error on the field."""
+    value = (value or "").strip()
+    if not value:
+        raise DomainError(f"{label} is required.", field=field, code="required")
+    return value

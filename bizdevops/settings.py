@@ -45,10 +45,14 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    # Ours, from the bottom layer up (docs/architecture.md): each imports only those above it
+    # in this list.
+    "bizdevops",
+    "notifications",
     "initiatives",
     "phases",
     "kpis",
-    "notifications",
+    "jobs",
 ]
 
 MIDDLEWARE = [
@@ -236,7 +240,7 @@ SPECTACULAR_SETTINGS = {
         "PhaseEnum": "initiatives.models.Phase",
         "StatusEnum": "initiatives.models.Status",
         "DecisionEnum": "phases.models.Decision",
-        "RunStateEnum": "kpis.models.RunState",
+        "RunStateEnum": "jobs.models.RunState",
     },
 }
 

@@ -13,9 +13,11 @@ urlpatterns = [
     path("accounts/", include("django.contrib.auth.urls")),
     path("api/", include("bizdevops.api_urls")),
     path("healthz", healthz, name="healthz"),
-    path("", include("kpis.urls")),
-    path("", include("notifications.urls")),
     path("", include("initiatives.urls")),
+    path("", include("phases.urls")),
+    path("", include("kpis.urls")),
+    path("", include("jobs.urls")),
+    path("", include("notifications.urls")),
 ]
 
 handler403 = "bizdevops.web.permission_denied"

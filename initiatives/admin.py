@@ -9,6 +9,7 @@ from django.http import HttpRequest
 
 from bizdevops.admin_forms import ReadOnlyInline, ServiceAdmin, ServiceForm
 from bizdevops.errors import DomainError
+from bizdevops.roles import Role
 from initiatives import selectors, services
 from initiatives.forms import people_with
 from initiatives.models import (
@@ -18,7 +19,6 @@ from initiatives.models import (
     Iteration,
     Membership,
 )
-from initiatives.roles import Role
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -47,7 +47,7 @@ class BusinessUnitAdmin(ServiceAdmin):
     filter_horizontal = ["stakeholders"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[BusinessUnit]:
-        return super().get_queryset(request).prefetch_related("stakeholders")
+        return selectors.business_units_visible_to(request.user).prefetch_related("stakeholders")
 
     @admin.display(description="stakeholders")
     def stakeholder_count(self, obj: BusinessUnit) -> int:
@@ -168,6 +168,9 @@ class InitiativeAdmin(ServiceAdmin):
             kwargs["queryset"] = people_with(Role.PROGRAM_MANAGER)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Initiative]:
+        return selectors.limit_to_visible(super().get_queryset(request), request.user)
+
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Initiative], search_term: str
     ) -> tuple[QuerySet[Initiative], bool]:
@@ -207,6 +210,11 @@ class HandoverAdmin(ServiceAdmin):
     list_filter = ["at"]
     search_fields = ["reason", "from_user__username", "to_user__username", "initiative__title"]
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        return selectors.limit_to_visible(
+            super().get_queryset(request), request.user, "initiative__"
+        )
+
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
@@ -235,6 +243,11 @@ class MembershipAdmin(ServiceAdmin):
     list_filter = ["role", ("left_at", admin.EmptyFieldListFilter)]
     search_fields = ["user__username", "initiative__title"]
     actions = ["remove_from_team"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        return selectors.limit_to_visible(
+            super().get_queryset(request), request.user, "initiative__"
+        )
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -283,6 +296,11 @@ class IterationAdmin(ServiceAdmin):
     list_select_related = ["initiative"]
     search_fields = ["tried", "business_feedback", "initiative__title"]
     list_filter = ["happened_on"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        return selectors.limit_to_visible(
+            super().get_queryset(request), request.user, "initiative__"
+        )
 
     def get_form(
         self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any

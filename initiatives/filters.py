@@ -9,12 +9,19 @@ from django import forms
 from django.contrib.auth import get_user_model
 from django.db.models import Q, QuerySet
 
+from bizdevops.roles import Role
 from initiatives.models import BusinessUnit, Initiative, Status
-from initiatives.roles import Role
-from initiatives.selectors import parse_key
+from initiatives.selectors import business_units_visible_to, parse_key
 
 OPEN_STATUSES = [(Status.ACTIVE.value, Status.ACTIVE.label), (Status.ON_HOLD.value, "On hold")]
 CLOSED_STATUSES = [(Status.CANCELLED.value, "Cancelled"), (Status.RETIRED.value, "Retired")]
+
+
+def _units(request: Any) -> QuerySet[BusinessUnit]:
+    """The units the user may see (a stakeholder: their own), so no other unit is named."""
+    if request is None:
+        return BusinessUnit.objects.none()
+    return business_units_visible_to(request.user)
 
 
 def _program_managers(request: Any) -> QuerySet[Any]:
@@ -29,7 +36,7 @@ class InitiativeFilter(django_filters.FilterSet):
     q = django_filters.CharFilter(method="search", label="Search")
     unit = django_filters.ModelChoiceFilter(
         field_name="business_unit",
-        queryset=BusinessUnit.objects.all(),
+        queryset=_units,
         label="Business unit",
         empty_label="All units",
     )
@@ -89,6 +96,23 @@ class IdFilter(django_filters.Filter):
         super().__init__(*args, **kwargs)
 
 
+class InitiativeKeyFilter(django_filters.CharFilter):
+    """`?initiative=BDO-n` on a list of things that belong to an initiative; `field_name` is
+    the path to the initiative's id (e.g. "kpi__initiative_id"). An unknown key matches
+    nothing."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max_length", 20)
+        kwargs.setdefault("help_text", "An initiative key, e.g. BDO-3.")
+        super().__init__(*args, **kwargs)
+
+    def filter(self, qs: QuerySet[Any], value: str) -> QuerySet[Any]:
+        if value in ([], (), {}, "", None):
+            return qs
+        pk = parse_key(value.strip())
+        return qs.filter(**{self.field_name: pk}) if pk is not None else qs.none()
+
+
 class InitiativeApiFilter(django_filters.FilterSet):
     """Filters of GET /api/v1/initiatives/."""
 
@@ -105,4 +129,4 @@ class InitiativeApiFilter(django_filters.FilterSet):
     def search_text(
         self, queryset: QuerySet[Initiative], name: str, value: str
     ) -> QuerySet[Initiative]:
-        return InitiativeFilter.search(self, queryset, name, value)  # type: ignore[arg-type]
+        return InitiativeFilter.search(self, queryset, name, value)

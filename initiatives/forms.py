@@ -7,6 +7,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from bizdevops.roles import Role
 from initiatives.models import (
     TIMEBOX_DEFAULT_WEEKS,
     TIMEBOX_MAX_WEEKS,
@@ -15,7 +16,6 @@ from initiatives.models import (
     Initiative,
     TeamRole,
 )
-from initiatives.roles import Role
 
 STORY_WIDGET = forms.Textarea(attrs={"rows": 4})
 
@@ -29,7 +29,7 @@ def people_with(*roles: Role) -> QuerySet[Any]:
     )
 
 
-class UserChoiceField(forms.ModelChoiceField):  # type: ignore[type-arg]
+class UserChoiceField(forms.ModelChoiceField):
     def label_from_instance(self, obj: Any) -> str:
         full = obj.get_full_name()
         return f"{full} ({obj.get_username()})" if full else obj.get_username()
@@ -64,8 +64,16 @@ class InitiativeForm(forms.Form):
         help_text="Which internal data answers the business problem.",
     )
 
-    def __init__(self, *args: Any, may_name_accountable: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        may_name_accountable: bool = False,
+        units: QuerySet[BusinessUnit] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
+        if units is not None:
+            self.fields["business_unit"].queryset = units  # type: ignore[attr-defined]
         if not may_name_accountable:
             del self.fields["accountable"]
 

@@ -37,6 +37,11 @@ class TeamRole(models.TextChoices):
     STAKEHOLDER = "stakeholder", "Stakeholder"
 
 
+# Who operates an initiative's jobs in Ops, and who builds in Dev.
+ENGINEER_ROLES = frozenset({TeamRole.DATA_ENGINEER, TeamRole.DEVOPS_ENGINEER})
+BUILDER_ROLES = frozenset({TeamRole.DATA_SCIENTIST, *ENGINEER_ROLES})
+
+
 class AppendOnlyModel(models.Model):
     """Audit rows: written once by a service, never changed or deleted afterwards.
 

@@ -1,11 +1,17 @@
-"""Who may do what: pure predicates shared by services (which enforce them) and pages
-(which only use them to hide what a user may not do)."""
+"""Who may see and do what with initiatives, their teams and iterations: rules that views ask
+(to show or hide an action) and services check (to enforce it), each with its refusal text.
+
+Seeing: admins and the delivery roles (program managers, data scientists, data and devops
+engineers) see the whole portfolio; a business stakeholder sees the initiatives of the
+business units they belong to; a user with no role sees none.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from initiatives.roles import Role, has_role, is_admin, role_names
+from bizdevops.permissions import Rule
+from bizdevops.roles import Role, has_role, is_admin, role_names
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AnonymousUser, User
@@ -14,34 +20,37 @@ if TYPE_CHECKING:
 
     AnyUser = User | AnonymousUser
 
+PORTFOLIO_ROLES = frozenset(
+    {
+        Role.PROGRAM_MANAGER.value,
+        Role.DATA_SCIENTIST.value,
+        Role.DATA_ENGINEER.value,
+        Role.DEVOPS_ENGINEER.value,
+    }
+)
 
-def sees_only_own_units(user: AnyUser) -> bool:
-    """A user whose only role is business stakeholder sees the initiatives (and KPIs, jobs)
-    of the business units they belong to, and no others."""
-    return (
-        user.is_authenticated
-        and not is_admin(user)
-        and role_names(user) == {Role.BUSINESS_STAKEHOLDER.value}
-    )
+
+def sees_portfolio(user: AnyUser) -> bool:
+    """Every initiative (and its KPIs and jobs) is visible to this user."""
+    return is_admin(user) or bool(role_names(user) & PORTFOLIO_ROLES)
 
 
-def can_create_initiative(user: AnyUser) -> bool:
-    return is_admin(user) or has_role(user, Role.PROGRAM_MANAGER)
+def sees_own_units(user: AnyUser) -> bool:
+    """Only the initiatives of the user's business units are visible (a stakeholder)."""
+    return not sees_portfolio(user) and has_role(user, Role.BUSINESS_STAKEHOLDER)
 
 
 def is_accountable(user: AnyUser, initiative: Initiative) -> bool:
     return user.is_authenticated and initiative.accountable_id == user.pk
 
 
-def can_manage(user: AnyUser, initiative: Initiative) -> bool:
-    """Edit the story, staff the team, hand over, define KPIs, record decisions."""
+def manages(user: AnyUser, initiative: Initiative) -> bool:
+    """The accountable program manager or an admin."""
     return is_admin(user) or is_accountable(user, initiative)
 
 
-can_decide = can_manage
-
-
 def active_roles_on(user: AnyUser, initiative: Initiative) -> set[str]:
+    """The user's team roles on this initiative now (one query)."""
     if not user.is_authenticated:
         return set()
     return set(
@@ -49,6 +58,13 @@ def active_roles_on(user: AnyUser, initiative: Initiative) -> set[str]:
             "role", flat=True
         )
     )
+
+
+def is_engineer_on(user: AnyUser, initiative: Initiative) -> bool:
+    """A data or devops engineer on the initiative's active team."""
+    from initiatives.models import ENGINEER_ROLES
+
+    return bool(active_roles_on(user, initiative) & ENGINEER_ROLES)
 
 
 def is_unit_stakeholder(user: AnyUser, unit: BusinessUnit) -> bool:
@@ -59,20 +75,41 @@ def is_unit_stakeholder(user: AnyUser, unit: BusinessUnit) -> bool:
     )
 
 
-def can_record_iteration(user: AnyUser, initiative: Initiative) -> bool:
-    from initiatives.models import TeamRole
+def _records_iterations(user: AnyUser, initiative: Initiative) -> bool:
+    from initiatives.models import BUILDER_ROLES
 
-    if can_manage(user, initiative):
-        return True
-    builders = {TeamRole.DATA_SCIENTIST, TeamRole.DATA_ENGINEER, TeamRole.DEVOPS_ENGINEER}
-    return bool(active_roles_on(user, initiative) & builders)
+    return manages(user, initiative) or bool(active_roles_on(user, initiative) & BUILDER_ROLES)
 
 
-def can_give_feedback(user: AnyUser, initiative: Initiative) -> bool:
+def _gives_feedback(user: AnyUser, initiative: Initiative) -> bool:
     from initiatives.models import TeamRole
 
     return (
-        can_manage(user, initiative)
+        manages(user, initiative)
         or is_unit_stakeholder(user, initiative.business_unit)
         or TeamRole.STAKEHOLDER in active_roles_on(user, initiative)
     )
+
+
+_MANAGER = "Only the accountable program manager or an admin"
+
+can_manage_units = Rule(lambda user: is_admin(user), "Only admins manage business units.")
+can_create_initiative = Rule(
+    lambda user: is_admin(user) or has_role(user, Role.PROGRAM_MANAGER),
+    "Only program managers and admins create initiatives.",
+)
+can_name_accountable = Rule(
+    lambda user: is_admin(user), "Only an admin may make someone else accountable."
+)
+can_edit = Rule(manages, f"{_MANAGER} edits this.")
+can_hand_over = Rule(manages, f"{_MANAGER} hands over.")
+can_staff = Rule(manages, f"{_MANAGER} staffs the team.")
+can_record_iteration = Rule(
+    _records_iterations,
+    "Only the accountable program manager, an admin or the team records iterations.",
+)
+can_give_feedback = Rule(
+    _gives_feedback,
+    "Only the unit's stakeholders, the accountable program manager or an admin record "
+    "business feedback.",
+)

@@ -1,17 +1,30 @@
-"""Reads shared by pages, the API and tasks."""
+"""Reads shared by pages, the API and tasks, and the access doors of initiatives, business
+units, team members and iterations: `..._get(..., user)` answers 404 for what the user may not
+see, `..._visible_to(user)` lists only what they may see. No view reads these models itself."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from django.db.models import Count, Q, QuerySet
 from django.http import Http404
 
 from initiatives import permissions
-from initiatives.models import FINAL_STATUSES, KEY_PREFIX, Initiative, Iteration, Membership, Phase
+from initiatives.models import (
+    FINAL_STATUSES,
+    KEY_PREFIX,
+    BusinessUnit,
+    Initiative,
+    Iteration,
+    Membership,
+    Phase,
+)
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AnonymousUser, User
+
+    AnyUser = User | AnonymousUser
 
 
 def parse_key(key: str) -> int | None:
@@ -24,61 +37,80 @@ def parse_key(key: str) -> int | None:
     return int(number)
 
 
-def initiative_list() -> QuerySet[Initiative]:
+def limit_to_visible(queryset: QuerySet[Any], user: AnyUser, path: str = "") -> QuerySet[Any]:
+    """The rows of `queryset` whose initiative the user may see; `path` leads from its model
+    to the initiative (e.g. "kpi__initiative__"). For the selectors of the apps above this
+    one (KPIs, jobs, runs), which offer their own doors."""
+    if permissions.sees_portfolio(user):
+        return queryset
+    if permissions.sees_own_units(user):
+        return queryset.filter(**{f"{path}business_unit__stakeholders": user.pk})
+    return queryset.none()
+
+
+def _listed() -> QuerySet[Initiative]:
     """Initiatives with what a card or list row shows, in a constant number of queries."""
     return Initiative.objects.select_related("business_unit", "accountable").annotate(
         kpi_count=Count("kpis", distinct=True)
     )
 
 
-def open_initiatives() -> QuerySet[Initiative]:
-    return initiative_list().exclude(status__in=FINAL_STATUSES)
+def initiatives_visible_to(user: AnyUser) -> QuerySet[Initiative]:
+    return limit_to_visible(_listed(), user)
 
 
-def closed_initiatives() -> QuerySet[Initiative]:
-    return initiative_list().filter(status__in=FINAL_STATUSES).order_by("-updated_at")
+def open_initiatives_visible_to(user: AnyUser) -> QuerySet[Initiative]:
+    return initiatives_visible_to(user).exclude(status__in=FINAL_STATUSES)
 
 
-def visible(queryset: QuerySet[Any], user: User | AnonymousUser, path: str = "") -> QuerySet[Any]:
-    """Only what the user may see: a business stakeholder sees their own units' initiatives.
-    `path` leads from the queryset's model to the initiative (e.g. "kpi__initiative__")."""
-    if permissions.sees_only_own_units(user):
-        return queryset.filter(**{f"{path}business_unit__stakeholders": user.pk})
-    return queryset
+def closed_initiatives_visible_to(user: AnyUser) -> QuerySet[Initiative]:
+    return initiatives_visible_to(user).filter(status__in=FINAL_STATUSES).order_by("-updated_at")
 
 
-def initiative_get(key: str, user: User | AnonymousUser | None = None) -> Initiative:
+def initiative_get(key: str, user: AnyUser) -> Initiative:
     """The initiative with this key as the user may see it, else 404 (not 403: a page must
-    not reveal what exists elsewhere). Without a user (internal reads), any initiative."""
+    not reveal what exists elsewhere)."""
     pk = parse_key(key)
     if pk is None:
         raise Http404(f"No initiative {key}.")
     try:
-        initiatives = initiative_list() if user is None else visible(initiative_list(), user)
-        return initiatives.get(pk=pk)
+        return initiatives_visible_to(user).get(pk=pk)
     except Initiative.DoesNotExist:
         raise Http404(f"No initiative {key}.") from None
 
 
-def my_initiatives(user: User | AnonymousUser) -> QuerySet[Initiative]:
+def my_initiatives(user: AnyUser) -> QuerySet[Initiative]:
     """Open initiatives the user is accountable for or on the team of."""
     mine = Initiative.objects.filter(
         Q(accountable_id=user.pk)
         | Q(memberships__user_id=user.pk, memberships__left_at__isnull=True)
     ).values("pk")
-    return open_initiatives().filter(pk__in=mine).order_by("phase", "id")
+    return open_initiatives_visible_to(user).filter(pk__in=mine).order_by("phase", "id")
+
+
+# Board cards --------------------------------------------------------------------------------
+
+CardDecorator = Callable[[list[Initiative]], None]
+_card_decorators: list[CardDecorator] = []
+
+
+def decorates_cards(decorator: CardDecorator) -> CardDecorator:
+    """Register a function that adds attributes to the initiatives of a board before it is
+    shown (the apps above add, say, each card's KPI health), in one pass for all cards."""
+    if decorator not in _card_decorators:
+        _card_decorators.append(decorator)
+    return decorator
 
 
 def by_phase(initiatives: QuerySet[Initiative]) -> list[tuple[Phase, list[Initiative]]]:
-    """Board columns: one list per phase, in phase order; each card knows its KPI health
-    (the worst status of its KPIs, one query for the whole board)."""
-    from kpis.selectors import board_health
-
+    """Board columns: one list per phase, in phase order, the cards decorated."""
     rows = list(initiatives)
-    health = board_health(rows)
-    for initiative in rows:
-        initiative.kpi_health = health.get(initiative.pk)  # type: ignore[attr-defined]
+    for decorate in _card_decorators:
+        decorate(rows)
     return [(phase, [i for i in rows if i.phase == phase]) for phase in Phase]
+
+
+# Team, iterations, business units -------------------------------------------------------------
 
 
 def team(initiative: Initiative) -> list[Membership]:
@@ -89,11 +121,27 @@ def team(initiative: Initiative) -> list[Membership]:
     )
 
 
+def member_get(initiative: Initiative, member_id: int) -> Membership:
+    """A current member of an initiative the caller fetched through `initiative_get`."""
+    try:
+        return initiative.memberships.select_related("user").get(pk=member_id, left_at__isnull=True)
+    except Membership.DoesNotExist:
+        raise Http404("No such member of the team.") from None
+
+
 def iterations(initiative: Initiative) -> list[Iteration]:
     return list(initiative.iterations.select_related("recorded_by").order_by("-number"))
 
 
-def team_roles_of(user: User | AnonymousUser) -> dict[int, set[str]]:
+def iteration_get(initiative: Initiative, number: int) -> Iteration:
+    """An iteration of an initiative the caller fetched through `initiative_get`."""
+    try:
+        return initiative.iterations.get(number=number)
+    except Iteration.DoesNotExist:
+        raise Http404(f"{initiative.key} has no iteration {number}.") from None
+
+
+def team_roles_of(user: AnyUser) -> dict[int, set[str]]:
     """The user's active team roles per initiative id, in one query (for lists that show
     per-initiative actions)."""
     roles: dict[int, set[str]] = {}
@@ -105,3 +153,21 @@ def team_roles_of(user: User | AnonymousUser) -> dict[int, set[str]]:
     for initiative_id, role in rows:
         roles.setdefault(initiative_id, set()).add(role)
     return roles
+
+
+def business_units_visible_to(user: AnyUser) -> QuerySet[BusinessUnit]:
+    """The whole list for the portfolio roles; a stakeholder's own units; none without a
+    role."""
+    units = BusinessUnit.objects.order_by("name")
+    if permissions.sees_portfolio(user):
+        return units
+    if permissions.sees_own_units(user):
+        return units.filter(stakeholders=user.pk)
+    return units.none()
+
+
+def business_unit_get(pk: int, user: AnyUser) -> BusinessUnit:
+    try:
+        return business_units_visible_to(user).get(pk=pk)
+    except BusinessUnit.DoesNotExist:
+        raise Http404("No such business unit.") from None

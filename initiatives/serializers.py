@@ -18,13 +18,13 @@ from initiatives.models import (
 TEXT = {"required": False, "allow_blank": True, "max_length": 20_000}
 
 
-class UsernameField(serializers.SlugRelatedField):  # type: ignore[type-arg]
+class UsernameField(serializers.SlugRelatedField):
     def __init__(self, **kwargs: object) -> None:
         kwargs.setdefault("queryset", get_user_model().objects.filter(is_active=True))
-        super().__init__(slug_field="username", **kwargs)  # type: ignore[arg-type]
+        super().__init__(slug_field="username", **kwargs)
 
 
-class BusinessUnitSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+class BusinessUnitSerializer(serializers.ModelSerializer):
     stakeholders = serializers.SlugRelatedField(slug_field="username", many=True, read_only=True)
 
     class Meta:
@@ -38,7 +38,7 @@ class BusinessUnitWriteSerializer(StrictSerializer):
     stakeholders = UsernameField(many=True, required=False)
 
 
-class InitiativeSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+class InitiativeSerializer(serializers.ModelSerializer):
     key = serializers.CharField(read_only=True)
     business_unit = serializers.SlugRelatedField(slug_field="name", read_only=True)
     business_unit_id = serializers.IntegerField(read_only=True)
@@ -90,7 +90,7 @@ class InitiativeUpdateSerializer(InitiativeWriteSerializer):
     accountable = None  # type: ignore[assignment]  # changes only by a handover
 
 
-class MemberSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+class MemberSerializer(serializers.ModelSerializer):
     user = serializers.SlugRelatedField(slug_field="username", read_only=True)
 
     class Meta:
@@ -108,7 +108,7 @@ class HandoverWriteSerializer(StrictSerializer):
     reason = serializers.CharField(max_length=5000)
 
 
-class HandoverSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class HandoverSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     from_user = serializers.CharField(source="from_user.username")
     to_user = serializers.CharField(source="to_user.username")
@@ -117,7 +117,7 @@ class HandoverSerializer(serializers.Serializer):  # type: ignore[type-arg]
     at = serializers.DateTimeField()
 
 
-class IterationSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+class IterationSerializer(serializers.ModelSerializer):
     recorded_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
 
     class Meta:

@@ -6,11 +6,11 @@ import datetime as dt
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
 
-from bizdevops.errors import ConflictError, DomainError
+from bizdevops.errors import ConflictError, DomainError, reject_unknown, require_text
+from bizdevops.roles import Role, has_role
 from initiatives import permissions
 from initiatives.models import (
     TIMEBOX_DEFAULT_WEEKS,
@@ -24,7 +24,8 @@ from initiatives.models import (
     Phase,
     TeamRole,
 )
-from initiatives.roles import Role, has_role, is_admin
+from notifications import services as notifications
+from notifications.models import Event
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -57,20 +58,14 @@ def initiative_lock(initiative: Initiative) -> Initiative:
 _lock = initiative_lock
 
 
-def _refuse_if_final(initiative: Initiative) -> None:
+def require_open(initiative: Initiative) -> None:
+    """A cancelled or retired initiative is final: nothing of it changes any more."""
     if initiative.is_final:
         raise ConflictError(
             f"{initiative.key} is {initiative.get_status_display().lower()}; it can no longer "
             "be changed.",
             code="final_status",
         )
-
-
-def _require_text(value: str, field: str, label: str) -> str:
-    value = (value or "").strip()
-    if not value:
-        raise DomainError(f"{label} is required.", field=field, code="required")
-    return value
 
 
 def _check_timebox(weeks: int) -> None:
@@ -101,9 +96,8 @@ def business_unit_save(
     unit: BusinessUnit | None = None,
 ) -> BusinessUnit:
     """Create or update a business unit (admins only). Stakeholders must hold the role."""
-    if not is_admin(user):
-        raise PermissionDenied("Only admins manage business units.")
-    name = _require_text(name, "name", "Name")
+    permissions.can_manage_units.check(user)
+    name = require_text(name, "name", "Name")
     clash = BusinessUnit.objects.filter(name__iexact=name)
     if unit is not None:
         clash = clash.exclude(pk=unit.pk)
@@ -137,19 +131,16 @@ def initiative_create(
 ) -> Initiative:
     """Create an initiative in Biz. The creator is accountable unless an admin names another
     program manager."""
-    if not permissions.can_create_initiative(user):
-        raise PermissionDenied("Only program managers and admins create initiatives.")
-    unknown = set(story) - set(STORY_FIELDS)
-    if unknown:
-        raise DomainError(f"Unknown fields: {', '.join(sorted(unknown))}.")
+    permissions.can_create_initiative.check(user)
+    reject_unknown(story, STORY_FIELDS)
     if accountable is None or accountable.pk == user.pk:
         accountable = user
-    elif not is_admin(user):
-        raise PermissionDenied("Only an admin may make someone else accountable.")
+    else:
+        permissions.can_name_accountable.check(user)
     _check_program_manager(accountable, "accountable")
     _check_timebox(dev_timebox_weeks)
     initiative = Initiative.objects.create(
-        title=_require_text(title, "title", "Title"),
+        title=require_text(title, "title", "Title"),
         business_unit=business_unit,
         accountable=accountable,
         dev_timebox_weeks=dev_timebox_weeks,
@@ -167,15 +158,12 @@ def initiative_update(*, initiative: Initiative, user: User, **changes: Any) -> 
         raise DomainError(
             "The accountable program manager changes only by a handover.", field="accountable"
         )
-    unknown = set(changes) - set(EDITABLE_FIELDS)
-    if unknown:
-        raise DomainError(f"Unknown fields: {', '.join(sorted(unknown))}.")
+    reject_unknown(changes, EDITABLE_FIELDS)
     initiative = _lock(initiative)
-    if not permissions.can_manage(user, initiative):
-        raise PermissionDenied("Only the accountable program manager or an admin edits this.")
-    _refuse_if_final(initiative)
+    permissions.can_edit.check(user, initiative)
+    require_open(initiative)
     if "title" in changes:
-        changes["title"] = _require_text(changes["title"], "title", "Title")
+        changes["title"] = require_text(changes["title"], "title", "Title")
     if "dev_timebox_weeks" in changes:
         _check_timebox(changes["dev_timebox_weeks"])
     for field in STORY_FIELDS:
@@ -190,11 +178,10 @@ def initiative_update(*, initiative: Initiative, user: User, **changes: Any) -> 
 @transaction.atomic
 def initiative_hand_over(*, initiative: Initiative, to: User, reason: str, user: User) -> Handover:
     """Move accountability to another program manager, recording from, to, why, who, when."""
-    reason = _require_text(reason, "reason", "A reason")
+    reason = require_text(reason, "reason", "A reason")
     initiative = _lock(initiative)
-    if not permissions.can_manage(user, initiative):
-        raise PermissionDenied("Only the accountable program manager or an admin hands over.")
-    _refuse_if_final(initiative)
+    permissions.can_hand_over.check(user, initiative)
+    require_open(initiative)
     if to.pk == initiative.accountable_id:
         raise DomainError(f"{to.get_username()} is accountable already.", field="to")
     _check_program_manager(to, "to")
@@ -211,9 +198,6 @@ def initiative_hand_over(*, initiative: Initiative, to: User, reason: str, user:
     ).update(accountable=to, updated_at=timezone.now())
     if changed != 1:
         raise ConflictError("The initiative changed meanwhile; try again.")
-    from notifications import services as notifications
-    from notifications.models import Event
-
     notifications.event_publish(
         event=Event.INITIATIVE_HANDED_OVER,
         payload={
@@ -230,9 +214,8 @@ def initiative_hand_over(*, initiative: Initiative, to: User, reason: str, user:
 @transaction.atomic
 def member_add(*, initiative: Initiative, member: User, role: str, user: User) -> Membership:
     initiative = _lock(initiative)
-    if not permissions.can_manage(user, initiative):
-        raise PermissionDenied("Only the accountable program manager or an admin staffs the team.")
-    _refuse_if_final(initiative)
+    permissions.can_staff.check(user, initiative)
+    require_open(initiative)
     try:
         team_role = TeamRole(role)
     except ValueError:
@@ -263,9 +246,8 @@ def member_remove(
     *, membership: Membership, user: User, reason: str = "Removed from the team"
 ) -> Membership:
     initiative = _lock(membership.initiative)
-    if not permissions.can_manage(user, initiative):
-        raise PermissionDenied("Only the accountable program manager or an admin staffs the team.")
-    _refuse_if_final(initiative)
+    permissions.can_staff.check(user, initiative)
+    require_open(initiative)
     changed = Membership.objects.filter(pk=membership.pk, left_at__isnull=True).update(
         left_at=timezone.now(), removed_by=user, leave_reason=reason[:200]
     )
@@ -286,14 +268,11 @@ def iteration_add(
 ) -> Iteration:
     """Record a Dev iteration; numbers count up per initiative under the row lock."""
     initiative = _lock(initiative)
-    if not permissions.can_record_iteration(user, initiative):
-        raise PermissionDenied(
-            "Only the accountable program manager, an admin or the team records iterations."
-        )
-    _refuse_if_final(initiative)
+    permissions.can_record_iteration.check(user, initiative)
+    require_open(initiative)
     if initiative.phase != Phase.DEV:
         raise ConflictError("Iterations are recorded in Dev.", code="wrong_phase")
-    tried = _require_text(tried, "tried", "What was tried")
+    tried = require_text(tried, "tried", "What was tried")
     happened_on = happened_on or timezone.localdate()
     if happened_on > timezone.localdate():
         raise DomainError("An iteration cannot happen in the future.", field="happened_on")
@@ -316,15 +295,11 @@ def iteration_record_feedback(
 ) -> Iteration:
     """The business's answer to an iteration (the feedback loop of Dev)."""
     initiative = _lock(iteration.initiative)
-    if not permissions.can_give_feedback(user, initiative):
-        raise PermissionDenied(
-            "Only the unit's stakeholders, the accountable program manager or an admin "
-            "record business feedback."
-        )
-    _refuse_if_final(initiative)
+    permissions.can_give_feedback.check(user, initiative)
+    require_open(initiative)
     if initiative.phase != Phase.DEV:
         raise ConflictError("Business feedback on iterations is given in Dev.", code="wrong_phase")
-    iteration.business_feedback = _require_text(
+    iteration.business_feedback = require_text(
         business_feedback, "business_feedback", "Business feedback"
     )
     iteration.feedback_at = timezone.now()

@@ -3,7 +3,6 @@ from __future__ import annotations
 from django.urls import path
 
 from initiatives import views
-from phases import views as phase_views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -25,11 +24,4 @@ urlpatterns = [
         views.iteration_feedback,
         name="iteration-feedback",
     ),
-    path("initiatives/<str:key>/kpis/", views.kpi_add, name="kpi-add"),
-    path(
-        "initiatives/<str:key>/criteria/<slug:code>/",
-        phase_views.criterion_tick,
-        name="criterion-tick",
-    ),
-    path("initiatives/<str:key>/decisions/", phase_views.decide, name="decide"),
 ]

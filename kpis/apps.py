@@ -9,4 +9,5 @@ class KpisConfig(AppConfig):
     verbose_name = "KPIs"
 
     def ready(self) -> None:
-        from kpis import calculations, checks  # noqa: F401  (registers checks, calculations)
+        # The KPI gate criterion, the KPIs on the initiative page and the board cards' health.
+        from kpis import checks, pages, selectors  # noqa: F401

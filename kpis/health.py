@@ -1,19 +1,16 @@
-"""KPI health: one function used everywhere (tiles, board cards, API, alerts)."""
+"""KPI health: one function used everywhere (tiles, board cards, API, alerts). Whether a KPI
+is stale depends on its job's schedule and is decided in `jobs/scheduling.py`."""
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import TYPE_CHECKING
 
 from django.db import models
 
-from kpis.models import Direction, ScheduleKind
-from kpis.scheduling import next_after
+from kpis.models import Direction
 
 if TYPE_CHECKING:
-    from kpis.models import KPI, Job
-
-STALE_PERIODS = 3
+    from kpis.models import KPI
 
 
 class Health(models.TextChoices):
@@ -49,29 +46,3 @@ def kpi_health(kpi: KPI, value: float | None) -> Health:
 
 def worst(statuses: list[Health]) -> Health:
     return max(statuses, key=lambda h: SEVERITY[h], default=Health.UNKNOWN)
-
-
-def schedule_period(job: Job | None, around: dt.datetime) -> dt.timedelta | None:
-    """The time between two fire times of the job's schedule near `around`."""
-    if job is None:
-        return None
-    if job.schedule_kind == ScheduleKind.INTERVAL:
-        return dt.timedelta(seconds=job.interval_seconds or 0) or None
-    first = next_after(job.schedule_kind, job.cron, None, around)
-    return next_after(job.schedule_kind, job.cron, None, first) - first
-
-
-def is_stale(job: Job | None, last_as_of: dt.datetime | None, now: dt.datetime) -> bool:
-    """No value for three schedule periods: three fire times of the job's schedule have
-    passed since the last value (so a business-hours cron is not stale over a weekend).
-    Only KPIs whose job is enabled can be stale."""
-    if job is None or not job.enabled:
-        return False
-    if last_as_of is None:
-        return True
-    moment = last_as_of
-    for _ in range(STALE_PERIODS):
-        moment = next_after(job.schedule_kind, job.cron, job.interval_seconds, moment)
-        if moment >= now:
-            return False
-    return True

@@ -1,11 +1,13 @@
-"""Reads for the Ops page, the API and tasks."""
+"""Reads of KPIs and measurements for pages, the API and tasks, and their access doors:
+`kpi_get(pk, user)` answers 404 for a KPI the user may not see, `kpis_visible_to(user)` lists
+only the visible ones; measurements are reached through their KPI."""
 
 from __future__ import annotations
 
 import datetime as dt
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from django.db.models import (
     Avg,
@@ -15,69 +17,85 @@ from django.db.models import (
     Max,
     Min,
     OuterRef,
-    Prefetch,
     QuerySet,
     Subquery,
 )
+from django.db.models.functions import TruncDay, TruncHour, TruncMonth, TruncWeek
+from django.http import Http404
 from django.utils import timezone
 
-from initiatives.models import FINAL_STATUSES, BusinessUnit, Initiative, Phase, Status
-from initiatives.permissions import sees_only_own_units
-from initiatives.selectors import visible
-from kpis.health import Health, is_stale, kpi_health, worst
-from kpis.models import KPI, Job, Measurement, Run
+from initiatives.models import Initiative, Phase, Status
+from initiatives.selectors import decorates_cards, limit_to_visible
+from kpis.health import Health, kpi_health, worst
+from kpis.models import KPI, Measurement
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AnonymousUser, User
 
-RECENT_RUNS = 5
+    AnyUser = User | AnonymousUser
 
 
-def kpis_with_jobs() -> QuerySet[KPI]:
-    """KPIs with their job, the job's recent runs and the latest value, in a fixed number of
-    queries whatever the number of KPIs or runs."""
-    latest = Measurement.objects.filter(kpi=OuterRef("pk")).order_by("-as_of")
-    return (
-        KPI.objects.select_related("job", "job__data_source")
-        .annotate(
-            last_value=Subquery(latest.values("value")[:1]),
-            last_as_of=Subquery(latest.values("as_of")[:1]),
-        )
-        .prefetch_related(
-            Prefetch(
-                "job__runs",
-                queryset=Run.objects.order_by("-scheduled_for", "-id")[:RECENT_RUNS],
-                to_attr="recent_runs",
-            )
-        )
-        .order_by("name")
-    )
+def kpis_visible_to(user: AnyUser) -> QuerySet[KPI]:
+    return limit_to_visible(KPI.objects.select_related("initiative"), user, "initiative__")
 
 
-def ops_initiatives() -> QuerySet[Initiative]:
-    """Open initiatives in Dev or Ops, each with its KPIs (and their jobs and runs)."""
-    return (
-        Initiative.objects.filter(phase__in=[Phase.DEV, Phase.OPS])
-        .exclude(status__in=FINAL_STATUSES)
-        .select_related("business_unit", "accountable")
-        .prefetch_related(Prefetch("kpis", queryset=kpis_with_jobs()))
-        .order_by("-phase", "id")
-    )
+def kpi_get(pk: int, user: AnyUser) -> KPI:
+    """The KPI as the user may see it (through its initiative), else 404."""
+    try:
+        return kpis_visible_to(user).select_related("initiative__business_unit").get(pk=pk)
+    except KPI.DoesNotExist:
+        raise Http404("No such KPI.") from None
 
 
-def job_get(pk: int, user: User | AnonymousUser) -> Job:
-    """The job as the user may see it (a stakeholder: only their units' jobs)."""
-    jobs = Job.objects.select_related(
-        "kpi", "kpi__initiative", "kpi__initiative__business_unit", "data_source"
-    )
-    return visible(jobs, user, "kpi__initiative__").get(pk=pk)
+def measurements_of(
+    kpi: KPI, start: dt.datetime | None = None, end: dt.datetime | None = None
+) -> QuerySet[Measurement]:
+    """The values of a KPI the caller fetched through `kpi_get`, in [start, end)."""
+    rows = Measurement.objects.filter(kpi=kpi)
+    if start is not None:
+        rows = rows.filter(as_of__gte=start)
+    if end is not None:
+        rows = rows.filter(as_of__lt=end)
+    return rows
 
 
-def run_history(job: Job, limit: int = 50) -> list[Run]:
-    return list(job.runs.select_related("requested_by").order_by("-scheduled_for", "-id")[:limit])
+# Buckets by calendar unit (the API) -----------------------------------------------------------
+
+CALENDAR_BUCKETS = {
+    "hour": (TruncHour, dt.timedelta(hours=1)),
+    "day": (TruncDay, dt.timedelta(days=1)),
+    "week": (TruncWeek, dt.timedelta(weeks=1)),
+    "month": (TruncMonth, dt.timedelta(days=28)),
+}
+MAX_BUCKETS = 10_000
 
 
-# Dashboards ----------------------------------------------------------------------------------
+class TooManyBuckets(Exception):
+    """The range holds more than MAX_BUCKETS buckets of the chosen size."""
+
+
+def calendar_buckets(
+    kpi: KPI, bucket: str, start: dt.datetime | None, end: dt.datetime | None
+) -> list[list[Any]]:
+    """[start, avg, min, max, count] per calendar bucket (hour, day, week, month) of the KPI's
+    values in [start, end), at most MAX_BUCKETS of them, else TooManyBuckets."""
+    trunc, size = CALENDAR_BUCKETS[bucket]
+    if start and end and (end - start) / size > MAX_BUCKETS:
+        raise TooManyBuckets
+    buckets = (
+        measurements_of(kpi, start, end)
+        .annotate(start=trunc("as_of"))
+        .values("start")
+        .annotate(avg=Avg("value"), min=Min("value"), max=Max("value"), count=Count("id"))
+        .order_by("start")
+    )[: MAX_BUCKETS + 1]
+    results = [[b["start"].isoformat(), b["avg"], b["min"], b["max"], b["count"]] for b in buckets]
+    if len(results) > MAX_BUCKETS:
+        raise TooManyBuckets
+    return results
+
+
+# Charts: fixed-size buckets -------------------------------------------------------------------
 
 RANGES = {
     "24h": dt.timedelta(hours=24),
@@ -139,6 +157,28 @@ def series_many(
     return {pk: Series(seconds, values) for pk, values in points.items()}
 
 
+# Tiles and health -----------------------------------------------------------------------------
+
+
+# Whether a running KPI is stale depends on its recalculation job's schedule, which the
+# `jobs` app knows: it registers a staleness rule (a KPI without a job is never stale). The
+# rule first widens the tiles' query (say, to read each KPI's job in the same query), then
+# answers per KPI of an initiative active in Ops, given the time of its last value.
+class StalenessRule(Protocol):
+    def prepare(self, kpis: QuerySet[KPI]) -> QuerySet[KPI]: ...
+
+    def is_stale(self, kpi: KPI, last_as_of: dt.datetime | None, now: dt.datetime) -> bool: ...
+
+
+_staleness_rules: list[StalenessRule] = []
+
+
+def judges_staleness(rule: StalenessRule) -> StalenessRule:
+    if rule not in _staleness_rules:
+        _staleness_rules.append(rule)
+    return rule
+
+
 @dataclass(frozen=True)
 class Tile:
     kpi: KPI
@@ -157,46 +197,45 @@ class Tile:
 
 def tiles(kpis: QuerySet[KPI], now: dt.datetime | None = None) -> list[Tile]:
     """Each KPI's latest value, the one before it (the previous period), its health and
-    whether it is stale, in one query."""
+    whether it is stale, in a fixed number of queries."""
     now = now or timezone.now()
     latest = Measurement.objects.filter(kpi=OuterRef("pk")).order_by("-as_of")
-    rows = (
-        kpis.select_related("job", "initiative")
-        .annotate(
-            last_value=Subquery(latest.values("value")[:1]),
-            last_as_of=Subquery(latest.values("as_of")[:1]),
-            previous_value=Subquery(latest.values("value")[1:2]),
-        )
-        .order_by("initiative_id", "name")
+    query: QuerySet[KPI] = kpis.select_related("initiative").annotate(
+        last_value=Subquery(latest.values("value")[:1]),
+        last_as_of=Subquery(latest.values("as_of")[:1]),
+        previous_value=Subquery(latest.values("value")[1:2]),
     )
+    for rule in _staleness_rules:
+        query = rule.prepare(query)
     result = []
-    for kpi in rows:
-        job = getattr(kpi, "job", None)
+    for kpi in query.order_by("initiative_id", "name"):
+        last_as_of = kpi.last_as_of  # type: ignore[attr-defined]
         running = kpi.initiative.phase == Phase.OPS and kpi.initiative.status == Status.ACTIVE
         result.append(
             Tile(
                 kpi=kpi,
                 value=kpi.last_value,  # type: ignore[attr-defined]
-                as_of=kpi.last_as_of,  # type: ignore[attr-defined]
+                as_of=last_as_of,
                 previous=kpi.previous_value,  # type: ignore[attr-defined]
                 health=kpi_health(kpi, kpi.last_value),  # type: ignore[attr-defined]
-                stale=running and is_stale(job, kpi.last_as_of, now),  # type: ignore[attr-defined]
+                stale=running
+                and any(rule.is_stale(kpi, last_as_of, now) for rule in _staleness_rules),
             )
         )
     return result
 
 
 def board_health(initiatives: list[Initiative]) -> dict[int, Health]:
-    """The worst KPI health per initiative (one query for a whole board)."""
+    """The worst KPI health per initiative (a fixed number of queries for a whole board)."""
     by_initiative: dict[int, list[Health]] = {}
     for tile in tiles(KPI.objects.filter(initiative__in=[i.pk for i in initiatives])):
         by_initiative.setdefault(tile.kpi.initiative_id, []).append(tile.health)
     return {pk: worst(statuses) for pk, statuses in by_initiative.items()}
 
 
-def visible_units(user: User | AnonymousUser) -> QuerySet[BusinessUnit]:
-    """Business stakeholders see their own units' KPIs; everyone else sees all units."""
-    units = BusinessUnit.objects.order_by("name")
-    if sees_only_own_units(user):
-        return units.filter(stakeholders=user.pk)
-    return units
+@decorates_cards
+def kpi_health_on_cards(initiatives: list[Initiative]) -> None:
+    """Board cards show the worst status of the initiative's KPIs."""
+    health = board_health(initiatives)
+    for initiative in initiatives:
+        initiative.kpi_health = health.get(initiative.pk)  # type: ignore[attr-defined]

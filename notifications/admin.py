@@ -64,6 +64,6 @@ class WebhookDeliveryAdmin(ReadOnlyAdmin):
 
 @admin.register(Alert)
 class AlertAdmin(ReadOnlyAdmin):
-    list_display = ["message", "kind", "to_status", "created_at"]
+    list_display = ["message", "kind", "subject", "to_status", "created_at"]
     list_filter = ["kind", "to_status"]
-    search_fields = ["message"]
+    search_fields = ["message", "subject"]

@@ -11,24 +11,19 @@ class Event(models.TextChoices):
     RUN_FAILED = "run.failed", "A job run failed after its last retry"
 
 
-class AlertKind(models.TextChoices):
-    KPI_STATUS = "kpi_status", "KPI status changed"
-    RUN_FAILED = "run_failed", "Job run failed"
-
-
 class Alert(models.Model):
-    """Something people must know, recorded once and sent once to its recipients."""
+    """Something people must know, recorded once and sent once to its recipients. It holds
+    plain data given by the part of the product that raised it: what it is about (a type and
+    id, a subject such as an initiative key, the page to open), the status it reports and
+    the message. This app knows nothing of KPIs or jobs."""
 
-    kind = models.CharField(max_length=20, choices=AlertKind.choices)
-    initiative = models.ForeignKey(
-        "initiatives.Initiative", on_delete=models.CASCADE, related_name="alerts"
-    )
-    kpi = models.ForeignKey(
-        "kpis.KPI", on_delete=models.CASCADE, null=True, blank=True, related_name="alerts"
-    )
-    run = models.ForeignKey(
-        "kpis.Run", on_delete=models.SET_NULL, null=True, blank=True, related_name="alerts"
-    )
+    kind = models.CharField(max_length=40, help_text="The raiser's name for it, e.g. kpi_status.")
+    subject = models.CharField(max_length=200, blank=True, help_text="e.g. an initiative key.")
+    url = models.CharField(max_length=500, blank=True, help_text="The page the alert is about.")
+    detail_label = models.CharField(max_length=40, blank=True)
+    detail_url = models.CharField(max_length=500, blank=True, help_text="A second link.")
+    object_type = models.CharField(max_length=40, blank=True, help_text="e.g. kpi, run.")
+    object_id = models.CharField(max_length=40, blank=True)
     from_status = models.CharField(max_length=10, blank=True)
     to_status = models.CharField(max_length=10, blank=True)
     value = models.FloatField(null=True, blank=True)
@@ -38,6 +33,7 @@ class Alert(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["object_type", "object_id"], name="alert_object")]
 
     def __str__(self) -> str:
         return self.message

@@ -1,3 +1,5 @@
+"""Celery tasks: doors into the services that own only retries."""
+
 from __future__ import annotations
 
 from celery import shared_task
@@ -6,7 +8,7 @@ from notifications import services
 from notifications.models import Alert
 
 
-@shared_task(bind=True, name="notifications.tasks.deliver_webhook", ignore_result=True)
+@shared_task(bind=True, name=services.DELIVER_WEBHOOK, ignore_result=True)
 def deliver_webhook(self, delivery_id: int) -> None:  # type: ignore[no-untyped-def]
     retry_in = services.delivery_attempt(delivery_id=delivery_id)
     if retry_in is not None:
@@ -14,6 +16,6 @@ def deliver_webhook(self, delivery_id: int) -> None:  # type: ignore[no-untyped-
         raise self.retry(countdown=retry_in, max_retries=None)
 
 
-@shared_task(name="notifications.tasks.send_alert_email", ignore_result=True)
+@shared_task(name=services.SEND_ALERT_EMAIL, ignore_result=True)
 def send_alert_email(alert_id: int) -> int:
-    return services.alert_email(Alert.objects.select_related("initiative").get(pk=alert_id))
+    return services.alert_email(Alert.objects.get(pk=alert_id))

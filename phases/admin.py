@@ -10,6 +10,7 @@ from django.http import HttpRequest
 
 from bizdevops.admin_forms import ServiceAdmin, ServiceForm
 from bizdevops.errors import DomainError
+from initiatives.selectors import limit_to_visible
 from phases import services
 from phases.models import Criterion, CriterionKind, Gate, GateDecision, Tick
 
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
     from django.contrib.auth.models import User
 
 
-class CriterionInline(admin.TabularInline):  # type: ignore[type-arg]
+class CriterionInline(admin.TabularInline):
     model = Criterion
     extra = 0
     can_delete = False
@@ -25,7 +26,7 @@ class CriterionInline(admin.TabularInline):  # type: ignore[type-arg]
 
 
 @admin.register(Gate)
-class GateAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class GateAdmin(admin.ModelAdmin):
     """Gates are fixed (Biz → Dev, Dev → Ops); their criteria are editable rows. A criterion
     is deactivated, never deleted: decisions keep pointing at it."""
 
@@ -41,7 +42,7 @@ class GateAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(Criterion)
-class CriterionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class CriterionAdmin(admin.ModelAdmin):
     list_display = ["title", "gate", "kind", "check_name", "tick_policy", "position", "active"]
     list_filter = ["gate", "kind", "active"]
     list_editable = ["position", "active"]
@@ -74,6 +75,9 @@ class TickAdmin(ServiceAdmin):
     list_filter = ["criterion__gate", ("revoked_at", admin.EmptyFieldListFilter)]
     search_fields = ["initiative__title", "criterion__title", "ticked_by__username", "note"]
     actions = ["untick"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Tick]:
+        return limit_to_visible(super().get_queryset(request), request.user, "initiative__")
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -130,6 +134,9 @@ class GateDecisionAdmin(ServiceAdmin):
     list_select_related = ["initiative", "decided_by"]
     list_filter = ["decision", "to_phase", "decided_at"]
     search_fields = ["initiative__title", "rationale", "decided_by__username"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[GateDecision]:
+        return limit_to_visible(super().get_queryset(request), request.user, "initiative__")
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

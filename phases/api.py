@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from initiatives import selectors as initiative_selectors
+from initiatives.selectors import initiative_get
 from phases import selectors, services
-from phases.models import Criterion
 from phases.serializers import (
     DecisionSerializer,
     DecisionWriteSerializer,
@@ -22,7 +20,7 @@ from phases.serializers import (
 
 
 def _panel_data(request: Request, key: str) -> dict[str, object]:
-    initiative = initiative_selectors.initiative_get(key, request.user)
+    initiative = initiative_get(key, request.user)
     panel = selectors.gate_panel(initiative, request.user)
     return GatePanelSerializer(
         {
@@ -43,23 +41,23 @@ class Gate(APIView):
 class CriterionTick(APIView):
     @extend_schema(request=TickWriteSerializer, responses=GatePanelSerializer)
     def put(self, request: Request, key: str, code: str) -> Response:
-        initiative = initiative_selectors.initiative_get(key, request.user)
-        criterion = get_object_or_404(Criterion, code=code)
+        initiative = initiative_get(key, request.user)
+        criterion = selectors.criterion_get(code)
         serializer = TickWriteSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         services.criterion_tick(
             initiative=initiative,
             criterion=criterion,
             user=request.user,
-            **serializer.validated_data,  # type: ignore[arg-type]
+            **serializer.validated_data,
         )
         return Response(_panel_data(request, key))
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, key: str, code: str) -> Response:
-        initiative = initiative_selectors.initiative_get(key, request.user)
-        criterion = get_object_or_404(Criterion, code=code)
-        services.criterion_untick(initiative=initiative, criterion=criterion, user=request.user)  # type: ignore[arg-type]
+        initiative = initiative_get(key, request.user)
+        criterion = selectors.criterion_get(code)
+        services.criterion_untick(initiative=initiative, criterion=criterion, user=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -72,13 +70,13 @@ class DecisionList(APIView):
         },
     )
     def post(self, request: Request, key: str) -> Response:
-        initiative = initiative_selectors.initiative_get(key, request.user)
+        initiative = initiative_get(key, request.user)
         serializer = DecisionWriteSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         record = services.gate_decide(
             initiative=initiative,
             user=request.user,
-            **serializer.validated_data,  # type: ignore[arg-type]
+            **serializer.validated_data,
         )
         return Response(DecisionSerializer(record).data, status=status.HTTP_201_CREATED)
 
@@ -86,5 +84,5 @@ class DecisionList(APIView):
 class History(APIView):
     @extend_schema(responses=TimelineEventSerializer(many=True))
     def get(self, request: Request, key: str) -> Response:
-        initiative = initiative_selectors.initiative_get(key, request.user)
+        initiative = initiative_get(key, request.user)
         return Response(TimelineEventSerializer(selectors.timeline(initiative), many=True).data)

@@ -9,4 +9,5 @@ class PhasesConfig(AppConfig):
     verbose_name = "Phases and gates"
 
     def ready(self) -> None:
-        from phases import checks  # noqa: F401  (registers the built-in checks)
+        # The built-in gate checks, and the gate panel and history on the initiative page.
+        from phases import checks, pages  # noqa: F401

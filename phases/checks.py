@@ -1,7 +1,8 @@
 """Automatic gate criteria: named checks computed from data.
 
 A criterion row names its check (`Criterion.check_name`); apps register more checks with
-`@register` (the KPI checks live in `kpis/checks.py`). A check never writes.
+`@register` (the KPI check lives in `kpis/checks.py`, the job check in `jobs/checks.py`).
+A check never writes.
 """
 
 from __future__ import annotations

@@ -7,16 +7,12 @@ records decisions, the gate panel and the API all call them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bizdevops.errors import ConflictError
-from initiatives import permissions
 from initiatives.models import FINAL_STATUSES, Initiative, Phase, Status
 from phases.checks import run_check
 from phases.models import Criterion, CriterionKind, Decision, Gate, Tick, TickPolicy
-
-if TYPE_CHECKING:
-    from django.contrib.auth.models import AnonymousUser, User
 
 
 @dataclass(frozen=True)
@@ -149,30 +145,3 @@ def checklist(initiative: Initiative, gate: Gate) -> list[CriterionState]:
 
 def unmet(states: list[CriterionState]) -> list[CriterionState]:
     return [state for state in states if not state.satisfied]
-
-
-def tick_rights(user: User | AnonymousUser, initiative: Initiative) -> frozenset[TickPolicy]:
-    """The tick policies a user satisfies on an initiative (computed once per page)."""
-    if not user.is_authenticated:
-        return frozenset()
-    rights = set()
-    # Business sign-offs only by a stakeholder of the initiative's unit (not even an admin:
-    # the sign-off is the business's word).
-    if permissions.is_unit_stakeholder(user, initiative.business_unit):
-        rights.add(TickPolicy.UNIT_STAKEHOLDER)
-    if permissions.can_manage(user, initiative) or permissions.active_roles_on(user, initiative):
-        rights.add(TickPolicy.TEAM)
-    return frozenset(rights)
-
-
-def can_tick(
-    user: User | AnonymousUser,
-    initiative: Initiative,
-    criterion: Criterion,
-    rights: frozenset[TickPolicy] | None = None,
-) -> bool:
-    if criterion.kind != CriterionKind.MANUAL:
-        return False
-    if rights is None:
-        rights = tick_rights(user, initiative)
-    return TickPolicy(criterion.tick_policy) in rights

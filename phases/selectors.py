@@ -6,10 +6,11 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from initiatives import permissions
+from django.http import Http404
+
 from initiatives.models import Initiative, Phase
-from phases import rules
-from phases.models import Decision, Gate, GateDecision, Tick
+from phases import permissions, rules
+from phases.models import Criterion, Decision, Gate, GateDecision, Tick
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AnonymousUser, User
@@ -42,18 +43,27 @@ class GatePanel:
         return sum(1 for row in self.rows if row.state.satisfied)
 
 
+def criterion_get(code: str) -> Criterion:
+    """A gate criterion by code (criteria are configuration, the same for every initiative:
+    who may tick one is decided per initiative by `permissions.can_tick`)."""
+    try:
+        return Criterion.objects.select_related("gate").get(code=code)
+    except Criterion.DoesNotExist:
+        raise Http404(f"No criterion {code}.") from None
+
+
 def gate_panel(initiative: Initiative, user: User | AnonymousUser) -> GatePanel:
     """The next gate of an initiative as the user sees it: each criterion with its state and
     whether this user may tick it, and the decisions the user may record."""
     gate = None if initiative.is_final else rules.gate_out_of(initiative.phase)
     states = rules.checklist(initiative, gate) if gate is not None else []
-    rights = rules.tick_rights(user, initiative) if states else frozenset()
+    rights = permissions.tick_rights(user, initiative) if states else frozenset()
     can_decide = permissions.can_decide(user, initiative)
     decisions = rules.available_decisions(initiative) if can_decide else []
     return GatePanel(
         gate=gate,
         rows=[
-            CriterionRow(state, rules.can_tick(user, initiative, state.criterion, rights))
+            CriterionRow(state, permissions.can_tick(user, initiative, state.criterion, rights))
             for state in states
         ],
         decisions=decisions,

@@ -7,7 +7,7 @@ from initiatives.models import Phase, Status
 from phases.models import Decision
 
 
-class CriterionStateSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class CriterionStateSerializer(serializers.Serializer):
     code = serializers.CharField(source="state.criterion.code")
     title = serializers.CharField(source="state.criterion.title")
     kind = serializers.CharField(source="state.criterion.kind")
@@ -23,14 +23,14 @@ class CriterionStateSerializer(serializers.Serializer):  # type: ignore[type-arg
     can_tick = serializers.BooleanField()
 
 
-class GateSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class GateSerializer(serializers.Serializer):
     code = serializers.CharField()
     name = serializers.CharField()
     from_phase = serializers.ChoiceField(choices=Phase.choices)
     to_phase = serializers.ChoiceField(choices=Phase.choices)
 
 
-class GatePanelSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class GatePanelSerializer(serializers.Serializer):
     gate = GateSerializer(allow_null=True)
     all_met = serializers.BooleanField()
     criteria = CriterionStateSerializer(many=True, source="rows")
@@ -47,7 +47,7 @@ class DecisionWriteSerializer(StrictSerializer):
     rationale = serializers.CharField(max_length=10_000)
 
 
-class DecisionSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class DecisionSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     decision = serializers.ChoiceField(choices=Decision.choices)
     rationale = serializers.CharField()
@@ -61,7 +61,7 @@ class DecisionSerializer(serializers.Serializer):  # type: ignore[type-arg]
     status = serializers.ChoiceField(choices=Status.choices, source="to_status")
 
 
-class TimelineEventSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class TimelineEventSerializer(serializers.Serializer):
     at = serializers.DateTimeField()
     kind = serializers.CharField()
     actor = serializers.CharField(source="actor.username", allow_null=True, default=None)

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
 
 from bizdevops.errors import ConflictError, DomainError
-from initiatives import permissions
 from initiatives.models import Initiative, Membership, Phase, TeamRole
 from initiatives.services import initiative_lock as _lock
+from initiatives.services import require_open
 from notifications import services as notifications
 from notifications.models import Event
-from phases import rules
+from phases import permissions, rules
 from phases.models import Criterion, CriterionKind, Decision, GateDecision, Tick
 
 if TYPE_CHECKING:
@@ -42,16 +41,14 @@ def _tickable(initiative: Initiative, criterion: Criterion, user: User) -> None:
             f"'{criterion.title}' is computed from data and cannot be ticked by hand.",
             code="automatic",
         )
-    if initiative.is_final:
-        raise ConflictError(f"{initiative.key} is closed.", code="final_status")
+    require_open(initiative)
     gate = rules.gate_out_of(initiative.phase)
     if gate is None or criterion.gate_id != gate.pk or not criterion.active:
         raise ConflictError(
             f"'{criterion.title}' is not a criterion of {initiative.key}'s next gate.",
             code="not_current_gate",
         )
-    if not rules.can_tick(user, initiative, criterion):
-        raise PermissionDenied(f"You may not tick '{criterion.title}' on {initiative.key}.")
+    permissions.can_tick.check(user, initiative, criterion)
 
 
 @transaction.atomic
@@ -118,8 +115,7 @@ def gate_decide(
     if not rationale:
         raise DomainError("A rationale is required.", field="rationale", code="required")
     initiative = _lock(initiative)
-    if not permissions.can_decide(user, initiative):
-        raise PermissionDenied("Only the accountable program manager or an admin decides.")
+    permissions.can_decide.check(user, initiative)
     transition = rules.transition_for(initiative, kind)
 
     gate = rules.gate_out_of(initiative.phase)

@@ -4,24 +4,23 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse
-from django.shortcuts import get_object_or_404
 from django.views.decorators.http import require_POST
 
+from bizdevops.htmx import HtmxHttpRequest
 from bizdevops.web import refusal_status, run_service
-from initiatives import permissions, selectors
-from initiatives.views import HtmxHttpRequest, after_action, render_detail
-from phases import services
+from initiatives.pages import initiative_page
+from initiatives.selectors import initiative_get
+from phases import permissions, selectors, services
 from phases.forms import DecisionForm, TickForm
-from phases.models import Criterion, Decision
+from phases.models import Decision
 
 
 @login_required
 @require_POST
 def criterion_tick(request: HtmxHttpRequest, key: str, code: str) -> HttpResponse:
-    initiative = selectors.initiative_get(key, request.user)
-    criterion = get_object_or_404(Criterion, code=code)
+    initiative = initiative_get(key, request.user)
+    criterion = selectors.criterion_get(code)
     form = TickForm(request.POST)
     untick = request.POST.get("action") == "untick"
     if form.is_valid():
@@ -48,8 +47,8 @@ def criterion_tick(request: HtmxHttpRequest, key: str, code: str) -> HttpRespons
         if done is not None or (untick and not form.errors):
             verb = "Unticked" if untick else "Ticked"
             messages.success(request, f"{verb}: {criterion.title}.")
-            return after_action(request, key, part="gate-panel", also=("history",))
-    return render_detail(
+            return initiative_page.after_action(request, key, part="gate-panel", also=("history",))
+    return initiative_page.render(
         request,
         initiative,
         part="gate-panel",
@@ -62,9 +61,8 @@ def criterion_tick(request: HtmxHttpRequest, key: str, code: str) -> HttpRespons
 @login_required
 @require_POST
 def decide(request: HtmxHttpRequest, key: str) -> HttpResponse:
-    initiative = selectors.initiative_get(key, request.user)
-    if not permissions.can_decide(request.user, initiative):
-        raise PermissionDenied("Only the accountable program manager or an admin decides.")
+    initiative = initiative_get(key, request.user)
+    permissions.can_decide.check(request.user, initiative)
     form = DecisionForm(request.POST)
     refused: list[object] = []
     if form.is_valid():
@@ -86,8 +84,8 @@ def decide(request: HtmxHttpRequest, key: str) -> HttpResponse:
                 f"{Decision(record.decision).label} recorded: {initiative.key} is now "
                 f"{record.get_to_phase_display()} / {record.get_to_status_display().lower()}.",
             )
-            return after_action(request, key, part="gate-panel", reload=True)
-    return render_detail(
+            return initiative_page.after_action(request, key, part="gate-panel", reload=True)
+    return initiative_page.render(
         request,
         initiative,
         part="gate-panel",

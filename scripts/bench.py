@@ -36,11 +36,13 @@ from django.test import Client  # noqa: E402
 from django.test.utils import CaptureQueriesContext, setup_test_environment  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
+from bizdevops.roles import Role  # noqa: E402
 from initiatives import services as initiative_services  # noqa: E402
 from initiatives.models import Initiative, Phase, Status  # noqa: E402
-from initiatives.roles import Role  # noqa: E402
+from jobs import services as job_services  # noqa: E402
+from jobs.models import Job  # noqa: E402
 from kpis import services as kpi_services  # noqa: E402
-from kpis.models import KPI, Job, Measurement  # noqa: E402
+from kpis.models import KPI, Measurement  # noqa: E402
 from kpis.selectors import series  # noqa: E402
 
 RUNS = 7
@@ -141,7 +143,7 @@ def main() -> None:
     Initiative.objects.filter(phase=Phase.OPS).update(status=Status.ACTIVE)
     measure(
         f"dispatcher, {len(jobs)} due jobs -> runs",
-        lambda: kpi_services.dispatch_due(now=timezone.now()),
+        lambda: job_services.dispatch_due(now=timezone.now()),
         runs=1,
     )
 

@@ -7,8 +7,8 @@ import pytest
 from cryptography.fernet import Fernet
 from django.db import connection
 
+from bizdevops.roles import Role
 from initiatives.models import BusinessUnit, Initiative
-from initiatives.roles import Role
 from tests.factories import BusinessUnitFactory, UserFactory, make_initiative, pass_biz_gate
 
 # In CI (.ci/run) the real services are required: tests that need them fail instead of

@@ -6,9 +6,10 @@ import factory
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 
+from bizdevops.roles import Role
 from initiatives import services as initiative_services
 from initiatives.models import BusinessUnit, Initiative, TeamRole
-from initiatives.roles import Role
+from jobs import services as job_services
 from kpis import services as kpi_services
 from phases import services as phase_services
 from phases.models import Criterion, Decision
@@ -83,10 +84,10 @@ def pass_biz_gate(
 
 def trial_run_every_kpi(initiative: Initiative, *, user: Any) -> None:
     """Register a Python-calculation job for every KPI without one, and trial-run it."""
-    from kpis.models import Trigger
+    from jobs.models import Trigger
 
     for kpi in initiative.kpis.all():
-        job = getattr(kpi, "job", None) or kpi_services.job_register(
+        job = getattr(kpi, "job", None) or job_services.job_register(
             kpi=kpi,
             user=user,
             schedule_kind="interval",
@@ -94,8 +95,8 @@ def trial_run_every_kpi(initiative: Initiative, *, user: Any) -> None:
             source_kind="python",
             calculation="portfolio.initiatives_in_ops",
         )
-        run = kpi_services.run_request(job=job, user=user, trigger=Trigger.TRIAL)
-        kpi_services.run_execute(run_id=run.pk, worker="tests")
+        run = job_services.run_request(job=job, user=user, trigger=Trigger.TRIAL)
+        job_services.run_execute(run_id=run.pk, worker="tests")
 
 
 def pass_dev_gate(

@@ -13,6 +13,7 @@ from rest_framework.authtoken.models import Token
 
 from initiatives import services as initiative_services
 from initiatives.models import Handover, Initiative, Phase, Status
+from jobs import services as job_services
 from kpis import services as kpi_services
 from notifications import services as notification_services
 from phases import rules
@@ -87,14 +88,14 @@ def populated(
     initiative_services.initiative_hand_over(
         initiative=initiative, to=other_pm, reason="pm moves to Risk", user=pm
     )
-    kpi_services.data_source_save(
+    job_services.data_source_save(
         user=admin_user, name="Warehouse", kind="database", url="sqlite:////tmp/w.db"
     )
     trial_run_every_kpi(initiative, user=engineer)
     kpi = initiative.kpis.get()
     kpi_services.kpi_update(kpi=kpi, user=other_pm, warning_threshold=50, critical_threshold=10)
     kpi_services.measurement_record(kpi=kpi, as_of=timezone.now(), value=20.0, origin="api")
-    notification_services.kpi_status_check(kpi=kpi)
+    kpi_services.kpi_status_check(kpi=kpi)
     Token.objects.create(user=admin_user)
     return initiative
 

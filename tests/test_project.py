@@ -9,8 +9,8 @@ import pytest
 from django.contrib.auth.models import Group
 from django.core.management import CommandError, call_command
 
+from bizdevops.roles import Role
 from initiatives.models import BusinessUnit, Initiative, Phase, Status
-from initiatives.roles import Role
 from phases.models import Criterion, CriterionKind, GateDecision
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -10,10 +10,11 @@ import pytest
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
+from bizdevops.roles import Role
 from initiatives import services as initiative_services
 from initiatives.models import Initiative, TeamRole
-from initiatives.roles import Role
-from kpis.models import KPI, Job
+from jobs.models import Job
+from kpis.models import KPI
 from phases.models import Decision
 from tests.api.helpers import authenticate
 from tests.factories import decide, pass_dev_gate

@@ -9,7 +9,8 @@ import json
 import pytest
 
 from initiatives.models import Handover, Initiative, Iteration, Membership
-from kpis.models import KPI, DataSource, Job, Measurement, Run
+from jobs.models import DataSource, Job, Run
+from kpis.models import KPI, Measurement
 from phases.models import GateDecision, Tick
 from tests.api.helpers import API, error_of
 

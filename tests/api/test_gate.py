@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from bizdevops.roles import Role
 from initiatives import services as initiative_services
 from initiatives.models import Initiative
-from initiatives.roles import Role
 from phases.models import Criterion, Decision, GateDecision, Tick
 from tests.api.helpers import API, error_of
 from tests.factories import FULL_STORY, decide, pass_dev_gate

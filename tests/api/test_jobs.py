@@ -10,8 +10,9 @@ from django.utils import timezone
 
 from initiatives.models import TeamRole
 from initiatives.services import member_add
+from jobs import services as job_services
+from jobs.models import DataSource, Job, Run, RunState, Trigger
 from kpis import services as kpi_services
-from kpis.models import DataSource, Job, Run, RunState, Trigger
 from phases.models import Decision
 from tests.api.helpers import API, error_of
 from tests.factories import decide, make_initiative
@@ -184,7 +185,7 @@ def test_list_jobs(api_as, engineer, ops_job):
 def test_filter_jobs_by_initiative_and_kpi(api_as, admin_user, pm, unit, ops_job, ops_kpi):
     other = make_initiative(pm, unit, title="Other")
     kpi = kpi_services.kpi_define(initiative=other, user=pm, name="Other KPI")
-    other_job = kpi_services.job_register(kpi=kpi, user=admin_user, **PYTHON_JOB)
+    other_job = job_services.job_register(kpi=kpi, user=admin_user, **PYTHON_JOB)
     client = api_as(admin_user)
 
     def ids(query):
@@ -214,7 +215,7 @@ def test_an_engineer_on_the_team_registers_a_job(api_as, engineer, dev_kpi):
 
 
 def test_a_cron_job_with_a_sql_source(api_as, admin_user, engineer, dev_kpi):
-    source = kpi_services.data_source_save(
+    source = job_services.data_source_save(
         user=admin_user, name="Warehouse", kind="database", url=SECRET_URL
     )
 
@@ -263,7 +264,7 @@ def test_invalid_jobs_are_refused(api_as, engineer, dev_kpi, body, field):
 
 
 def test_a_sql_job_must_only_read(api_as, admin_user, engineer, dev_kpi):
-    source = kpi_services.data_source_save(
+    source = job_services.data_source_save(
         user=admin_user, name="Warehouse", kind="database", url=SECRET_URL
     )
 
@@ -394,7 +395,7 @@ def test_the_accountable_runs_a_job(api_as, pm, ops_job, django_capture_on_commi
 def test_a_trial_run_in_dev(
     api_as, admin_user, engineer, dev_kpi, django_capture_on_commit_callbacks
 ):
-    job = kpi_services.job_register(kpi=dev_kpi, user=admin_user, **PYTHON_JOB)
+    job = job_services.job_register(kpi=dev_kpi, user=admin_user, **PYTHON_JOB)
 
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         response = api_as(engineer).post(
@@ -409,7 +410,7 @@ def test_a_trial_run_in_dev(
 def test_run_now_outside_ops_is_409(
     api_as, admin_user, engineer, dev_kpi, django_capture_on_commit_callbacks
 ):
-    job = kpi_services.job_register(kpi=dev_kpi, user=admin_user, **PYTHON_JOB)
+    job = job_services.job_register(kpi=dev_kpi, user=admin_user, **PYTHON_JOB)
 
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         response = api_as(engineer).post(f"{API}/jobs/{job.pk}/run/")
@@ -431,7 +432,7 @@ def test_run_now_of_a_held_initiative_is_409(api_as, pm, engineer, ops_initiativ
 
 
 def test_run_now_of_a_disabled_job_is_409(api_as, engineer, ops_job):
-    kpi_services.job_update(job=ops_job, user=engineer, enabled=False)
+    job_services.job_update(job=ops_job, user=engineer, enabled=False)
 
     response = api_as(engineer).post(f"{API}/jobs/{ops_job.pk}/run/")
 

@@ -1,5 +1,5 @@
 """Who may do what through the API: every write action for every role, with the answer the
-services' rules give (initiatives/permissions.py, phases/rules.py, kpis/services.py).
+services' rules give (the `permissions.py` of initiatives, phases, kpis and jobs).
 
 Each action runs against an initiative in the state the action needs (Biz, Dev or Ops), so a
 refusal can only come from the permission rule. Besides the status code, each case checks
@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from initiatives.models import Handover, Initiative, Iteration, Membership
-from kpis.models import KPI, DataSource, Job, Measurement, Run
+from jobs.models import DataSource, Job, Run
+from kpis.models import KPI, Measurement
 from phases.models import GateDecision, Tick
 from tests.api.helpers import API, error_of
 

@@ -9,11 +9,12 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from bizdevops.roles import Role
 from initiatives.models import TeamRole
-from initiatives.roles import Role
 from initiatives.services import business_unit_save, member_add
+from jobs import services as job_services
+from jobs.models import Job, Run
 from kpis import services as kpi_services
-from kpis.models import Job, Run
 from tests.api.helpers import API
 from tests.factories import make_initiative
 
@@ -30,11 +31,13 @@ PYTHON_JOB = {
 
 
 @pytest.fixture
-def many(admin_user, pm, other_pm, engineer, make_user, unit):
-    """ROWS business units (each with stakeholders), initiatives with teams and KPIs (half of
-    them with a job), and ROWS runs of one job."""
+def many(admin_user, pm, other_pm, engineer, make_user, unit, stakeholder):
+    """ROWS business units (each with stakeholders, among them the `stakeholder`, who sees
+    only their own units), initiatives with teams and KPIs (half of them with a job), and
+    ROWS runs of one job."""
     for n in range(ROWS):
         people = [make_user(Role.BUSINESS_STAKEHOLDER, username=f"stake{n}-{i}") for i in range(2)]
+        people.append(stakeholder)
         business_unit_save(user=admin_user, name=f"Unit {n:02d}", stakeholders=people)
     jobs = []
     for n in range(ROWS):
@@ -43,12 +46,12 @@ def many(admin_user, pm, other_pm, engineer, make_user, unit):
         member_add(initiative=initiative, member=engineer, role=TeamRole.DATA_ENGINEER, user=owner)
         kpi = kpi_services.kpi_define(initiative=initiative, user=owner, name="Share", target=n)
         if n % 2:
-            jobs.append(kpi_services.job_register(kpi=kpi, user=engineer, **PYTHON_JOB))
+            jobs.append(job_services.job_register(kpi=kpi, user=engineer, **PYTHON_JOB))
     # Jobs need one KPI each: fill up to ROWS jobs with extra KPIs.
     initiative = make_initiative(pm, unit, title="Job farm")
     while len(jobs) < ROWS:
         kpi = kpi_services.kpi_define(initiative=initiative, user=pm, name=f"K{len(jobs)}")
-        jobs.append(kpi_services.job_register(kpi=kpi, user=admin_user, **PYTHON_JOB))
+        jobs.append(job_services.job_register(kpi=kpi, user=admin_user, **PYTHON_JOB))
     base = timezone.now() - dt.timedelta(days=2)
     Run.objects.bulk_create(
         Run(job=jobs[0], scheduled_for=base + dt.timedelta(minutes=5 * n), requested_by=pm)

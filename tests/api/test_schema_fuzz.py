@@ -79,9 +79,10 @@ def demo(
     from django.contrib.auth import get_user_model
     from rest_framework.authtoken.models import Token
 
-    from initiatives import demo as demo_data
+    from bizdevops.demo import seed as demo_data
     from initiatives.models import Initiative, Membership
-    from kpis.models import KPI, DataSource, Job, Run
+    from jobs.models import DataSource, Job, Run
+    from kpis.models import KPI
     from phases.models import Criterion
 
     User = get_user_model()
@@ -158,10 +159,12 @@ def _in_process_requests() -> Iterator[list[str]]:
 @pytest.fixture(autouse=True)
 def _no_broker(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Nothing is sent to Celery while the fuzzing runs (on-commit callbacks never run)."""
+    from celery import Celery
     from celery.app.task import Task
 
     sent: list[str] = []
     monkeypatch.setattr(Task, "apply_async", lambda task, *a, **k: sent.append(task.name))
+    monkeypatch.setattr(Celery, "send_task", lambda app, name, *a, **k: sent.append(name))
     yield
     assert sent == [], "a request reached the broker"
 
@@ -315,11 +318,11 @@ def test_running_a_job_enqueues_only_on_commit(
     commit and does not execute it: the fuzzing never reaches a broker."""
     from django.test import Client
 
-    from kpis import tasks
-    from kpis.models import Job, Run
+    from jobs import services
+    from jobs.models import Job, Run
 
     sent: list[Any] = []
-    monkeypatch.setattr(tasks.execute_run, "apply_async", lambda *a, **k: sent.append((a, k)))
+    monkeypatch.setattr("bizdevops.queue.send", lambda *message: sent.append(message))
     job = (
         Job.objects.filter(kpi__initiative__phase="ops", kpi__initiative__status="active")
         .order_by("pk")
@@ -337,4 +340,4 @@ def test_running_a_job_enqueues_only_on_commit(
     assert len(callbacks) == 1  # the enqueue, waiting for a commit that never comes
     assert sent == []
     callbacks[0]()  # what a commit would do: send the run to the workers
-    assert [options["args"] for _, options in sent] == [[run.pk]]
+    assert [(name, args) for name, args, _ in sent] == [(services.EXECUTE_RUN, (run.pk,))]

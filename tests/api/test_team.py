@@ -7,8 +7,8 @@ import datetime as dt
 import pytest
 from django.utils import timezone
 
+from bizdevops.roles import Role
 from initiatives.models import Handover, Iteration, Membership
-from initiatives.roles import Role
 from phases.models import Decision
 from tests.api.helpers import API, error_of
 from tests.factories import decide, make_initiative

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from initiatives.roles import Role
+from bizdevops.roles import Role
 from tests.api.helpers import API
 from tests.factories import BusinessUnitFactory
 

@@ -29,15 +29,10 @@ pytestmark = [pytest.mark.browser, BROWSER_DB]
 
 @pytest.fixture
 def sent(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Any]]:
+    """Whatever would be sent to the workers (runs, alert mails, webhooks): nothing, here."""
     messages: list[tuple[str, Any]] = []
     monkeypatch.setattr(
-        "kpis.tasks.enqueue_run", lambda run_id, timeout_seconds: messages.append(("run", run_id))
-    )
-    monkeypatch.setattr(
-        "notifications.tasks.send_alert_email.delay", lambda pk: messages.append(("mail", pk))
-    )
-    monkeypatch.setattr(
-        "notifications.tasks.deliver_webhook.delay", lambda pk: messages.append(("hook", pk))
+        "bizdevops.queue.send", lambda name, args, options: messages.append((name, args))
     )
     return messages
 

@@ -14,8 +14,9 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from initiatives.models import Initiative, Phase
-from kpis import services
-from kpis.models import Job, Run, RunState, Trigger
+from jobs import services as job_services
+from jobs.models import Job, Run, RunState, Trigger
+from kpis import services as kpi_services
 from phases.models import Decision
 from tests.browser.conftest import BROWSER_DB, login
 from tests.factories import decide
@@ -28,9 +29,12 @@ def enqueued(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Run ids sent to the workers. The live server runs in this process, so replacing the
     task's sender keeps messages out of the development broker (var/celery)."""
     sent: list[int] = []
-    monkeypatch.setattr(
-        "kpis.tasks.enqueue_run", lambda run_id, timeout_seconds: sent.append(run_id)
-    )
+
+    def send(name: str, args: tuple[Any, ...], options: dict[str, Any]) -> None:
+        assert name == job_services.EXECUTE_RUN, name
+        sent.append(args[0])
+
+    monkeypatch.setattr("bizdevops.queue.send", send)
     return sent
 
 
@@ -45,7 +49,7 @@ def dev_initiative(ready_initiative: Initiative, pm: Any) -> Initiative:
 def dev_job(dev_initiative: Initiative, engineer: Any) -> Job:
     """A Python calculation (no external data): gate decisions in the last 30 days, i.e. 1."""
     kpi = dev_initiative.kpis.get(name="Fraud caught")
-    return services.job_register(
+    return job_services.job_register(
         kpi=kpi,
         user=engineer,
         schedule_kind="cron",
@@ -86,7 +90,7 @@ def test_trial_run_state_updates_by_itself(
         pass
     expect(status).to_have_attribute("data-state", "queued")
 
-    outcome = services.run_execute(run_id=run.pk, worker="browser-test")
+    outcome = job_services.run_execute(run_id=run.pk, worker="browser-test")
     assert outcome.state == RunState.SUCCEEDED
 
     expect(status).to_have_attribute("data-state", "succeeded")
@@ -101,7 +105,7 @@ def test_trial_run_state_updates_by_itself(
 def test_job_form_previews_the_schedule(
     page: Page, engineer: Any, pm: Any, dev_initiative: Initiative
 ) -> None:
-    kpi = services.kpi_define(initiative=dev_initiative, user=pm, name="False alarms", unit="%")
+    kpi = kpi_services.kpi_define(initiative=dev_initiative, user=pm, name="False alarms", unit="%")
     login(page, "engineer", "pw")
     page.goto(f"/ops/kpis/{kpi.pk}/job/")
     expect(page.get_by_role("heading", level=1)).to_have_text("Register the job of “False alarms”")

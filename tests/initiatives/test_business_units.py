@@ -4,8 +4,8 @@ import pytest
 from django.core.exceptions import PermissionDenied
 
 from bizdevops.errors import DomainError
+from bizdevops.roles import Role
 from initiatives.models import BusinessUnit
-from initiatives.roles import Role
 from initiatives.services import business_unit_save
 
 pytestmark = pytest.mark.django_db

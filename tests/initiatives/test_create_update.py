@@ -7,6 +7,7 @@ from django.http import Http404
 from django.utils import timezone
 
 from bizdevops.errors import ConflictError, DomainError
+from bizdevops.roles import Role
 from initiatives import selectors
 from initiatives.models import (
     TIMEBOX_DEFAULT_WEEKS,
@@ -16,7 +17,6 @@ from initiatives.models import (
     Phase,
     Status,
 )
-from initiatives.roles import Role
 from initiatives.services import initiative_create, initiative_update
 from phases.models import Decision
 from tests.factories import FULL_STORY, BusinessUnitFactory, decide
@@ -60,7 +60,7 @@ def test_key_is_prefix_and_primary_key(pm, unit):
     assert first.key == f"BDO-{first.pk}"
     assert second.key == f"BDO-{second.pk}"
     assert first.key != second.key
-    assert selectors.initiative_get(second.key) == second
+    assert selectors.initiative_get(second.key, pm) == second
 
 
 @pytest.mark.parametrize("who", ["engineer", "scientist", "devops", "stakeholder"])
@@ -393,16 +393,16 @@ def test_parse_key_refuses_anything_else(key):
     assert selectors.parse_key(key) is None
 
 
-def test_initiative_get_finds_by_key(initiative):
-    found = selectors.initiative_get(initiative.key)
+def test_initiative_get_finds_by_key(initiative, pm):
+    found = selectors.initiative_get(initiative.key, pm)
 
     assert found == initiative
     assert found.accountable_id == initiative.accountable_id
 
 
-def test_initiative_get_unknown_key_is_404(initiative):
+def test_initiative_get_unknown_key_is_404(initiative, pm):
     with pytest.raises(Http404):
-        selectors.initiative_get(f"BDO-{initiative.pk + 1000}")
+        selectors.initiative_get(f"BDO-{initiative.pk + 1000}", pm)
 
 
 def _arabic_indic(number: int) -> str:
@@ -432,8 +432,8 @@ MALFORMED_AROUND = {
 
 
 @pytest.mark.parametrize("variant", sorted(MALFORMED_AROUND))
-def test_initiative_get_malformed_key_is_404(initiative, variant):
+def test_initiative_get_malformed_key_is_404(initiative, pm, variant):
     key = MALFORMED_AROUND[variant](initiative.pk)
 
     with pytest.raises(Http404):
-        selectors.initiative_get(key)
+        selectors.initiative_get(key, pm)

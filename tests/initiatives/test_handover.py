@@ -6,8 +6,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from bizdevops.errors import ConflictError, DomainError
+from bizdevops.roles import Role
 from initiatives.models import Handover, Initiative, Status, TeamRole
-from initiatives.roles import Role
 from initiatives.services import initiative_hand_over, initiative_update, member_add
 from phases.models import Decision
 from tests.factories import decide

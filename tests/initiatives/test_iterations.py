@@ -7,8 +7,8 @@ from django.core.exceptions import PermissionDenied
 from django.utils import timezone
 
 from bizdevops.errors import ConflictError, DomainError
+from bizdevops.roles import Role
 from initiatives.models import Initiative, Iteration, Phase, TeamRole
-from initiatives.roles import Role
 from initiatives.services import (
     initiative_hand_over,
     iteration_add,

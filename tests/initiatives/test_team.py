@@ -5,9 +5,9 @@ from django.core.exceptions import PermissionDenied
 from django.utils import timezone
 
 from bizdevops.errors import ConflictError, DomainError
+from bizdevops.roles import Role
 from initiatives import permissions
 from initiatives.models import Membership, Phase, TeamRole
-from initiatives.roles import Role
 from initiatives.services import member_add, member_remove
 from phases.models import Decision
 from tests.factories import decide, make_initiative, pass_dev_gate

@@ -10,9 +10,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from bizdevops.roles import Role
 from initiatives import services as initiative_services
 from initiatives.models import BusinessUnit, Initiative, Phase, Status, TeamRole
-from initiatives.roles import Role
 from kpis import services as kpi_services
 from phases.models import Decision
 from tests.factories import BusinessUnitFactory, decide, make_initiative

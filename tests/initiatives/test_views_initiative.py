@@ -12,9 +12,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from bizdevops.roles import Role
 from initiatives import services as initiative_services
 from initiatives.models import BusinessUnit, Handover, Initiative, Iteration, Membership, TeamRole
-from initiatives.roles import Role
 from kpis.models import KPI
 from phases import services as phase_services
 from phases.models import Criterion, Decision

@@ -20,8 +20,9 @@ import pytest
 from django.utils import timezone
 
 from initiatives.models import Initiative, Phase
+from jobs import services as job_services
+from jobs.models import Job
 from kpis import services as kpi_services
-from kpis.models import Job
 from phases.models import Decision
 from tests.factories import decide, make_initiative, pass_biz_gate, pass_dev_gate
 from tests.integration.worker_calculations import ANSWER, MARKER_DIR_ENV
@@ -180,7 +181,7 @@ class Portfolio:
         kpi = kpi_services.kpi_define(initiative=initiative, user=self.pm, name=kpi_name)
         values.setdefault("schedule_kind", "interval")
         values.setdefault("interval_seconds", 3600)
-        return kpi_services.job_register(
+        return job_services.job_register(
             kpi=kpi,
             user=self.engineer,
             source_kind="python",

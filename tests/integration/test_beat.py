@@ -19,9 +19,9 @@ DISPATCH, REAP = "dispatch-due-kpi-jobs", "reap-stuck-kpi-runs"
 
 def test_beat_schedule_has_the_dispatcher_and_the_reaper_at_the_configured_intervals():
     schedule = app.conf.beat_schedule
-    assert schedule[DISPATCH]["task"] == "kpis.tasks.dispatch"
+    assert schedule[DISPATCH]["task"] == "jobs.tasks.dispatch"
     assert schedule[DISPATCH]["schedule"] == settings.KPI_DISPATCH_INTERVAL_SECONDS
-    assert schedule[REAP]["task"] == "kpis.tasks.reap"
+    assert schedule[REAP]["task"] == "jobs.tasks.reap"
     assert schedule[REAP]["schedule"] == settings.KPI_REAPER_INTERVAL_SECONDS
 
 
@@ -50,8 +50,8 @@ def test_beat_intervals_come_from_the_environment():
     )
     assert result.returncode == 0, result.stderr
     schedule = json.loads(result.stdout.strip().splitlines()[-1])
-    assert schedule[DISPATCH] == ["kpis.tasks.dispatch", 7.0]
-    assert schedule[REAP] == ["kpis.tasks.reap", 45.0]
+    assert schedule[DISPATCH] == ["jobs.tasks.dispatch", 7.0]
+    assert schedule[REAP] == ["jobs.tasks.reap", 45.0]
 
 
 # The same marks as helpers.INTEGRATION (the other tests of this module need no services).
@@ -61,4 +61,4 @@ def test_beat_intervals_come_from_the_environment():
 def test_the_worker_registers_the_tasks_beat_sends(worker: Worker):
     replies = app.control.inspect(destination=[worker.name], timeout=5).registered() or {}
     registered = set(replies.get(worker.name, []))
-    assert {"kpis.tasks.dispatch", "kpis.tasks.reap", "kpis.tasks.execute_run"} <= registered
+    assert {"jobs.tasks.dispatch", "jobs.tasks.reap", "jobs.tasks.execute_run"} <= registered

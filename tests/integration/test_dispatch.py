@@ -13,8 +13,9 @@ from django.db import connections
 
 from bizdevops.celery import app
 from initiatives.models import Phase, Status
-from kpis import services as kpi_services
-from kpis.models import Job, Measurement, Origin, Run, RunState, Trigger
+from jobs import services as job_services
+from jobs.models import Job, Run, RunState, Trigger
+from kpis.models import Measurement, Origin
 from phases.models import Decision
 from tests.factories import decide
 from tests.integration.helpers import INTEGRATION, Portfolio, Worker, wait_for
@@ -56,7 +57,7 @@ def test_a_due_job_runs_once_on_the_worker_and_records_one_measurement(
     job = portfolio.job(initiative, "Churn caught")
     due_at = portfolio.make_due(job)
 
-    created = kpi_services.dispatch_due()
+    created = job_services.dispatch_due()
 
     assert len(created) == 1, created
     (run,) = wait_finished(created[0])
@@ -76,20 +77,20 @@ def test_a_due_job_runs_once_on_the_worker_and_records_one_measurement(
 
     job.refresh_from_db()
     assert job.next_run_at == due_at + dt.timedelta(hours=1)
-    assert kpi_services.dispatch_due() == []  # nothing is due any more
+    assert job_services.dispatch_due() == []  # nothing is due any more
     assert Run.objects.filter(job=job).count() == 1
 
 
 def test_the_dispatch_task_on_the_worker_enqueues_and_executes_the_run(
     portfolio: Portfolio, worker: Worker
 ):
-    """What beat does: send `kpis.tasks.dispatch`; the worker dispatches, its on-commit
+    """What beat does: send `jobs.tasks.dispatch`; the worker dispatches, its on-commit
     enqueue reaches the broker, and it executes the run."""
     initiative = portfolio.initiative("Churn radar")
     job = portfolio.job(initiative, "Churn caught")
     due_at = portfolio.make_due(job)
 
-    app.send_task("kpis.tasks.dispatch")
+    app.send_task("jobs.tasks.dispatch")
 
     run = wait_for(
         lambda: Run.objects.filter(job=job, state=RunState.SUCCEEDED).first(),
@@ -116,7 +117,7 @@ def test_jobs_outside_an_active_ops_initiative_are_not_dispatched(
     assert (on_hold.phase, on_hold.status) == (Phase.OPS, Status.ON_HOLD)
     due_at = portfolio.make_due(biz_job, dev_job, held_job, control)
 
-    created = kpi_services.dispatch_due()
+    created = job_services.dispatch_due()
 
     # The control job proves the dispatcher and the worker work; the worker takes the
     # messages in order, so once its run succeeded nothing else is on its way.
@@ -139,8 +140,8 @@ def test_a_run_queued_before_its_initiative_is_put_on_hold_is_skipped_by_the_wor
     manual_job = portfolio.job(initiative, "Manual KPI")
     portfolio.make_due(scheduled_job)
     # Both runs are queued and their messages wait in Redis: no worker is running yet.
-    (scheduled_id,) = kpi_services.dispatch_due()
-    manual_id = kpi_services.run_request(job=manual_job, user=portfolio.engineer).pk
+    (scheduled_id,) = job_services.dispatch_due()
+    manual_id = job_services.run_request(job=manual_job, user=portfolio.engineer).pk
     decide(initiative, Decision.HOLD, portfolio.pm)
 
     start_worker()
@@ -167,7 +168,7 @@ def test_two_dispatchers_at_once_create_one_run_per_job_and_moment(
     def dispatcher(name: str) -> None:
         try:
             start.wait()
-            results[name] = kpi_services.dispatch_due()
+            results[name] = job_services.dispatch_due()
         except BaseException as error:  # reported below, in the test's thread
             results[name] = error
         finally:
@@ -206,4 +207,4 @@ def test_two_dispatchers_at_once_create_one_run_per_job_and_moment(
     for measurement in measurements.select_related("kpi__job"):
         assert measurement.as_of == due_at
         assert measurement.value == float(measurement.kpi.job.pk)
-    assert kpi_services.dispatch_due() == []
+    assert job_services.dispatch_due() == []

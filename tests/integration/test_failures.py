@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kpis import services as kpi_services
-from kpis.models import Measurement, Run, RunState
+from jobs import services as job_services
+from jobs.models import Run, RunState
+from kpis.models import Measurement
 from tests.integration.helpers import INTEGRATION, Portfolio, Worker, wait_for
 from tests.integration.worker_calculations import (
     ALWAYS_TRANSIENT,
@@ -39,7 +40,7 @@ def test_a_transient_error_is_retried_and_the_run_succeeds(portfolio: Portfolio,
     initiative = portfolio.initiative("Fraud scoring")
     job = portfolio.job(initiative, "Fraud caught live", FLAKY_FIRST, max_retries=2)
 
-    run = wait_finished(kpi_services.run_request(job=job, user=portfolio.engineer).pk)
+    run = wait_finished(job_services.run_request(job=job, user=portfolio.engineer).pk)
 
     assert run.state == RunState.SUCCEEDED, run.error
     assert (run.attempt, run.deliveries, run.value) == (2, 1, FLAKY_FIRST_VALUE)
@@ -55,8 +56,8 @@ def test_retries_are_bounded_and_permanent_errors_are_not_retried(
     flaky = portfolio.job(initiative, "Always transient", ALWAYS_TRANSIENT, max_retries=1)
     broken = portfolio.job(initiative, "Broken", BROKEN, max_retries=3)
 
-    flaky_run = kpi_services.run_request(job=flaky, user=portfolio.engineer)
-    broken_run = kpi_services.run_request(job=broken, user=portfolio.engineer)
+    flaky_run = job_services.run_request(job=flaky, user=portfolio.engineer)
+    broken_run = job_services.run_request(job=broken, user=portfolio.engineer)
 
     flaky_run = wait_finished(flaky_run.pk)
     assert flaky_run.state == RunState.FAILED
@@ -75,7 +76,7 @@ def test_a_run_past_its_time_limit_is_stopped_and_failed(
     initiative = portfolio.initiative("Fraud scoring")
     job = portfolio.job(initiative, "Slow KPI", SLOW_FIRST, timeout_seconds=1, max_retries=2)
 
-    run = kpi_services.run_request(job=job, user=portfolio.engineer)
+    run = job_services.run_request(job=job, user=portfolio.engineer)
 
     run = wait_finished(run.pk, timeout=40)
     assert marker_path(marker_dir, job.pk).exists()  # it did start computing

@@ -13,8 +13,8 @@ import redis
 from django.db import connection, transaction
 
 from initiatives.services import initiative_lock
-from kpis import services as kpi_services
-from kpis.models import Run, RunState
+from jobs import services as job_services
+from jobs.models import Run, RunState
 from tests.integration.helpers import INTEGRATION, TASK_QUEUE, Portfolio, wait_for
 
 pytestmark = INTEGRATION
@@ -40,7 +40,7 @@ def test_run_now_while_the_worker_starts_a_run_of_the_same_job_does_not_deadlock
     # The trial runs of the Dev → Ops gate ran in this process; drop their messages so that
     # the worker's first message is the run below.
     broker.delete(TASK_QUEUE)
-    first = kpi_services.run_request(job=job, user=portfolio.engineer)
+    first = job_services.run_request(job=job, user=portfolio.engineer)
 
     second: Run | None = None
     refused: Exception | None = None
@@ -60,7 +60,7 @@ def test_run_now_while_the_worker_starts_a_run_of_the_same_job_does_not_deadlock
                 describe=worker.log_tail,
             )
             # The request goes on and inserts its run (the same job).
-            second = kpi_services.run_request(job=job, user=portfolio.engineer)
+            second = job_services.run_request(job=job, user=portfolio.engineer)
     except Exception as error:  # noqa: BLE001  (reported below)
         refused = error
 

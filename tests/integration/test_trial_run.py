@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from initiatives import services as initiative_services
 from initiatives.models import Phase, Status
-from kpis import services as kpi_services
-from kpis.models import Measurement, Run, RunState, Trigger
+from jobs import services as job_services
+from jobs.models import Run, RunState, Trigger
+from kpis.models import Measurement
 from phases import services as phase_services
 from phases.checks import run_check
 from phases.models import Criterion, Decision
@@ -23,7 +24,7 @@ def test_a_trial_run_on_the_worker_satisfies_the_dev_to_ops_criterion(
 ):
     initiative = portfolio.initiative("Fraud scoring", phase=Phase.DEV)
     (kpi,) = initiative.kpis.all()  # "Fraud caught", from the Biz gate
-    job = kpi_services.job_register(
+    job = job_services.job_register(
         kpi=kpi,
         user=portfolio.engineer,
         schedule_kind="cron",
@@ -35,7 +36,7 @@ def test_a_trial_run_on_the_worker_satisfies_the_dev_to_ops_criterion(
     assert not before.satisfied
     assert "no successful last trial run: fraud caught" in before.explanation.lower()
 
-    run = kpi_services.run_request(job=job, user=portfolio.engineer, trigger=Trigger.TRIAL)
+    run = job_services.run_request(job=job, user=portfolio.engineer, trigger=Trigger.TRIAL)
 
     wait_for(
         lambda: Run.objects.filter(pk=run.pk, state=RunState.SUCCEEDED).exists(),

@@ -17,9 +17,10 @@ import redis
 from django.conf import settings
 from django.utils import timezone
 
-from kpis import services as kpi_services
-from kpis.models import Measurement, Origin, Run, RunState
-from kpis.tasks import execute_run
+from jobs import services as job_services
+from jobs.models import Run, RunState
+from jobs.tasks import execute_run
+from kpis.models import Measurement, Origin
 from tests.integration.helpers import (
     INTEGRATION,
     TASK_QUEUE,
@@ -50,7 +51,7 @@ def start_and_kill_mid_run(
     initiative = portfolio.initiative("Fraud scoring")
     job = portfolio.job(initiative, "Fraud caught live", SLOW_FIRST, timeout_seconds=JOB_TIMEOUT)
     worker_a = start_worker(**env)
-    run = kpi_services.run_request(job=job, user=portfolio.engineer)
+    run = job_services.run_request(job=job, user=portfolio.engineer)
     marker = marker_path(marker_dir, job.pk)
     wait_for(
         lambda: marker.exists() and Run.objects.filter(pk=run.pk, state=RunState.RUNNING).exists(),
@@ -134,20 +135,20 @@ def test_the_reaper_resends_the_run_of_a_killed_worker_and_it_finishes_once(
     # the reaper can save the run.
     run, _ = start_and_kill_mid_run(portfolio, start_worker, marker_dir, broker)
     worker_b = start_worker()
-    assert kpi_services.runs_reap() == []  # still within its time limit and the grace
+    assert job_services.runs_reap() == []  # still within its time limit and the grace
 
     later = timezone.now() + dt.timedelta(seconds=JOB_TIMEOUT + settings.KPI_RUN_GRACE_SECONDS + 60)
-    assert kpi_services.runs_reap(now=later) == [run.pk]
+    assert job_services.runs_reap(now=later) == [run.pk]
 
     run = wait_succeeded(run.pk)
     assert (run.attempt, run.deliveries) == (2, 2)
     assert (run.worker, run.value) == (worker_b.name, SLOW_FIRST_VALUE)
     assert_one_measurement(run)
-    assert kpi_services.runs_reap(now=later) == []  # finished runs are left alone
+    assert job_services.runs_reap(now=later) == []  # finished runs are left alone
 
     # The lost message turning up after all (a late redelivery) changes nothing.
     late = execute_run.apply_async(args=[run.pk])
-    done = re.compile(rf"Task kpis\.tasks\.execute_run\[{late.id}\] succeeded in .*: 'succeeded'")
+    done = re.compile(rf"Task jobs\.tasks\.execute_run\[{late.id}\] succeeded in .*: 'succeeded'")
     wait_for(
         lambda: done.search(worker_b.log()),
         "worker B to process the late duplicate message",
@@ -165,7 +166,7 @@ def test_a_pool_process_killed_mid_run_is_requeued_at_once_and_finishes_once(
     acks_late and reject_on_worker_lost the message goes back to the queue at once."""
     initiative = portfolio.initiative("Fraud scoring")
     job = portfolio.job(initiative, "Fraud caught live", SLOW_FIRST, timeout_seconds=JOB_TIMEOUT)
-    run = kpi_services.run_request(job=job, user=portfolio.engineer)
+    run = job_services.run_request(job=job, user=portfolio.engineer)
     marker = marker_path(marker_dir, job.pk)
     wait_for(
         lambda: marker.exists() and Run.objects.filter(pk=run.pk, state=RunState.RUNNING).exists(),

@@ -13,10 +13,10 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kpis.sources import SourceError, TransientSourceError, calculation
+from jobs.sources import SourceError, TransientSourceError, calculation
 
 if TYPE_CHECKING:
-    from kpis.models import Job
+    from jobs.models import Job
 
 ANSWER = "integration.answer"
 JOB_PK = "integration.job_pk"

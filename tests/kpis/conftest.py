@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 
 from initiatives.models import Initiative
-from kpis import services
-from kpis.models import KPI, DataSource, Job
+from jobs import services
+from jobs.models import DataSource, Job
+from kpis.models import KPI
 from phases.models import Decision
 from tests.factories import decide, pass_dev_gate
 

@@ -17,8 +17,8 @@ from django.http import StreamingHttpResponse
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from bizdevops.roles import Role
 from initiatives.models import BusinessUnit, Initiative
-from initiatives.roles import Role
 from kpis import services
 from kpis.models import KPI, Measurement, Origin
 from kpis.selectors import MAX_POINTS

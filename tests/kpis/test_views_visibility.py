@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from initiatives.roles import Role
+from bizdevops.roles import Role
 from tests.factories import BusinessUnitFactory
 
 

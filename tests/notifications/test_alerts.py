@@ -13,16 +13,21 @@ import pytest
 from django.core import mail
 from django.utils import timezone
 
+from bizdevops.roles import Role
 from initiatives import services as initiative_services
 from initiatives.models import BusinessUnit, Initiative, TeamRole
-from initiatives.roles import Role
+from jobs import services as job_services
+from jobs import sources
+from jobs.models import DataSource, Job, Run, RunState, Trigger
+from jobs.services import ALERT_KIND as RUN_FAILED
 from kpis import services as kpi_services
-from kpis import sources
-from kpis.models import KPI, DataSource, Job, Measurement, Run, RunState, Trigger
+from kpis.models import KPI, Measurement
+from kpis.services import ALERT_KIND as KPI_STATUS
 from notifications import services
-from notifications.models import Alert, AlertKind, Event, WebhookDelivery, WebhookSubscription
+from notifications.models import Alert, Event, WebhookDelivery, WebhookSubscription
 from notifications.tasks import send_alert_email
 from tests.factories import BusinessUnitFactory
+from tests.jobs.helpers import scheduled_run
 from tests.kpis.conftest import (  # noqa: F401 (fixtures)
     dev_initiative,
     ops_initiative,
@@ -30,7 +35,6 @@ from tests.kpis.conftest import (  # noqa: F401 (fixtures)
     ops_kpi,
     unreachable_source,
 )
-from tests.kpis.helpers import scheduled_run
 
 pytestmark = pytest.mark.django_db
 
@@ -81,7 +85,11 @@ def push(kpi: KPI, user: Any, *items: tuple[int, float]) -> None:
 
 
 def kpi_alerts(kpi: KPI) -> list[Alert]:
-    return list(Alert.objects.filter(kpi=kpi, kind=AlertKind.KPI_STATUS).order_by("id"))
+    return list(
+        Alert.objects.filter(object_type="kpi", object_id=str(kpi.pk), kind=KPI_STATUS).order_by(
+            "id"
+        )
+    )
 
 
 def transitions(kpi: KPI) -> list[tuple[str, str]]:
@@ -125,8 +133,13 @@ def test_a_status_change_records_one_alert_for_the_pm_and_the_units_stakeholders
         push(kpi, engineer, (5, 70.0))
 
     (alert,) = Alert.objects.all()
-    assert alert.kind == AlertKind.KPI_STATUS
-    assert (alert.initiative_id, alert.kpi_id, alert.run_id) == (kpi.initiative_id, kpi.pk, None)
+    assert alert.kind == KPI_STATUS
+    assert (alert.subject, alert.object_type, alert.object_id) == (
+        kpi.initiative.key,
+        "kpi",
+        str(kpi.pk),
+    )
+    assert alert.url == f"/initiatives/{kpi.initiative.key}/dashboard/"
     assert (alert.from_status, alert.to_status, alert.value) == ("healthy", "warning", 70.0)
     assert alert.message == f"{kpi.initiative.key} Fraud caught: healthy → warning (value 70 %)."
     assert set(alert.recipients.all()) == {pm, stakeholder, second_stakeholder}
@@ -232,14 +245,14 @@ def test_a_run_value_is_checked_too(
     value = {"now": 95.0}
     calculation = sources.Calculation("tests.value", "A value", lambda job: value["now"])
     monkeypatch.setitem(sources.CALCULATIONS, "tests.value", calculation)
-    job = kpi_services.job_update(job=ops_job, user=engineer, calculation="tests.value")
+    job = job_services.job_update(job=ops_job, user=engineer, calculation="tests.value")
 
-    assert kpi_services.run_execute(run_id=scheduled_run(job).pk).state == "succeeded"
+    assert job_services.run_execute(run_id=scheduled_run(job).pk).state == "succeeded"
     assert kpi_alerts(kpi) == []
 
     value["now"] = 45.0
     later = timezone.now() + dt.timedelta(minutes=10)
-    assert kpi_services.run_execute(run_id=scheduled_run(job, now=later).pk).state == ("succeeded")
+    assert job_services.run_execute(run_id=scheduled_run(job, now=later).pk).state == ("succeeded")
     (alert,) = kpi_alerts(kpi)
     assert (alert.from_status, alert.to_status, alert.value) == ("healthy", "critical", 45.0)
     assert set(alert.recipients.all()) == {pm, stakeholder}
@@ -254,9 +267,9 @@ def test_a_trial_run_writes_no_value_and_records_no_alert(
 ) -> None:
     calculation = sources.Calculation("tests.low", "Low", lambda job: 1.0)
     monkeypatch.setitem(sources.CALCULATIONS, "tests.low", calculation)
-    job = kpi_services.job_update(job=ops_job, user=engineer, calculation="tests.low")
-    run = kpi_services.run_request(job=job, user=engineer, trigger=Trigger.TRIAL)
-    assert kpi_services.run_execute(run_id=run.pk).state == RunState.SUCCEEDED
+    job = job_services.job_update(job=ops_job, user=engineer, calculation="tests.low")
+    run = job_services.run_request(job=job, user=engineer, trigger=Trigger.TRIAL)
+    assert job_services.run_execute(run_id=run.pk).state == RunState.SUCCEEDED
     assert not Alert.objects.exists()
     assert not Measurement.objects.filter(kpi=kpi).exists()
 
@@ -301,7 +314,7 @@ def test_a_run_failing_for_good_alerts_the_teams_engineers(
     monkeypatch: pytest.MonkeyPatch,
     django_capture_on_commit_callbacks: Any,
 ) -> None:
-    job = kpi_services.job_update(
+    job = job_services.job_update(
         job=ops_job,
         user=engineer,
         calculation=failing(monkeypatch, sources.SourceError, "the warehouse table is gone"),
@@ -309,16 +322,18 @@ def test_a_run_failing_for_good_alerts_the_teams_engineers(
     run = scheduled_run(job)
 
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        outcome = kpi_services.run_execute(run_id=run.pk)
+        outcome = job_services.run_execute(run_id=run.pk)
 
     assert outcome.state == RunState.FAILED
     (alert,) = Alert.objects.all()
-    assert alert.kind == AlertKind.RUN_FAILED
-    assert (alert.run_id, alert.kpi_id, alert.initiative_id) == (
-        run.pk,
-        job.kpi_id,
-        job.kpi.initiative_id,
+    assert alert.kind == RUN_FAILED
+    assert (alert.subject, alert.object_type, alert.object_id) == (
+        job.kpi.initiative.key,
+        "run",
+        str(run.pk),
     )
+    assert (alert.detail_label, alert.detail_url) == ("job", f"/ops/jobs/{job.pk}/")
+    assert alert.to_status == "failed"
     assert "the warehouse table is gone" in alert.message
     assert f"run {run.pk} failed" in alert.message
     assert set(alert.recipients.all()) == {engineer, devops}
@@ -336,7 +351,7 @@ def test_no_alert_while_a_retry_will_happen(
     hook: WebhookSubscription,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    job = kpi_services.job_update(
+    job = job_services.job_update(
         job=ops_job,
         user=engineer,
         max_retries=2,
@@ -344,19 +359,19 @@ def test_no_alert_while_a_retry_will_happen(
     )
     run = scheduled_run(job)
 
-    assert kpi_services.run_execute(run_id=run.pk).state == RunState.QUEUED
-    assert kpi_services.run_execute(run_id=run.pk).state == RunState.QUEUED
+    assert job_services.run_execute(run_id=run.pk).state == RunState.QUEUED
+    assert job_services.run_execute(run_id=run.pk).state == RunState.QUEUED
     assert not Alert.objects.exists()
     assert events(Event.RUN_FAILED) == []
 
-    assert kpi_services.run_execute(run_id=run.pk).state == RunState.FAILED
+    assert job_services.run_execute(run_id=run.pk).state == RunState.FAILED
     (alert,) = Alert.objects.all()
-    assert alert.kind == AlertKind.RUN_FAILED
+    assert alert.kind == RUN_FAILED
     assert len(events(Event.RUN_FAILED)) == 1
     assert events(Event.RUN_FAILED)[0]["data"]["attempt"] == 3
 
     # Executing the finished run again (a redelivered message) records nothing more.
-    assert kpi_services.run_execute(run_id=run.pk).state == RunState.FAILED
+    assert job_services.run_execute(run_id=run.pk).state == RunState.FAILED
     assert Alert.objects.count() == 1
 
 
@@ -366,15 +381,15 @@ def test_a_failing_trial_run_records_no_alert(
     hook: WebhookSubscription,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    job = kpi_services.job_update(
+    job = job_services.job_update(
         job=ops_job,
         user=engineer,
         max_retries=0,
         calculation=failing(monkeypatch, sources.SourceError, "broken"),
     )
-    run = kpi_services.run_request(job=job, user=engineer, trigger=Trigger.TRIAL)
+    run = job_services.run_request(job=job, user=engineer, trigger=Trigger.TRIAL)
 
-    assert kpi_services.run_execute(run_id=run.pk).state == RunState.FAILED
+    assert job_services.run_execute(run_id=run.pk).state == RunState.FAILED
     assert not Alert.objects.exists()
     assert events(Event.RUN_FAILED) == []
 
@@ -386,14 +401,14 @@ def test_a_failing_run_now_is_alerted(
     hook: WebhookSubscription,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    job = kpi_services.job_update(
+    job = job_services.job_update(
         job=ops_job,
         user=engineer,
         calculation=failing(monkeypatch, sources.SourceError, "broken"),
     )
-    run = kpi_services.run_request(job=job, user=pm, trigger=Trigger.MANUAL)
-    assert kpi_services.run_execute(run_id=run.pk).state == RunState.FAILED
-    assert Alert.objects.get().run_id == run.pk
+    run = job_services.run_request(job=job, user=pm, trigger=Trigger.MANUAL)
+    assert job_services.run_execute(run_id=run.pk).state == RunState.FAILED
+    assert Alert.objects.get().object_id == str(run.pk)
 
 
 # Mail
@@ -454,7 +469,7 @@ def test_a_run_that_failed_with_a_multi_line_error_is_mailed(
 ) -> None:
     """PostgreSQL's "connection refused" message has several lines; the alert mail's subject
     is built from the alert message, and a mail header cannot contain a newline."""
-    job = kpi_services.job_update(
+    job = job_services.job_update(
         job=ops_job,
         user=engineer,
         source_kind="sql",
@@ -464,8 +479,8 @@ def test_a_run_that_failed_with_a_multi_line_error_is_mailed(
         timeout_seconds=2,
     )
     run = scheduled_run(job)
-    assert kpi_services.run_execute(run_id=run.pk).state == RunState.FAILED
-    alert = Alert.objects.get(kind=AlertKind.RUN_FAILED)
+    assert job_services.run_execute(run_id=run.pk).state == RunState.FAILED
+    alert = Alert.objects.get(kind=RUN_FAILED)
     assert "\n" in Run.objects.get(pk=run.pk).error  # the real message of libpq
 
     assert services.alert_email(alert) == 1
@@ -489,11 +504,11 @@ def test_alerts_page_lists_the_users_alerts_only(
 ) -> None:
     push(kpi, engineer, (0, 70.0))
     status_alert = Alert.objects.get()
-    job = kpi_services.job_update(
+    job = job_services.job_update(
         job=ops_job, user=engineer, calculation=failing(monkeypatch, sources.SourceError, "x")
     )
-    kpi_services.run_execute(run_id=scheduled_run(job).pk)
-    failed_alert = Alert.objects.get(kind=AlertKind.RUN_FAILED)
+    job_services.run_execute(run_id=scheduled_run(job).pk)
+    failed_alert = Alert.objects.get(kind=RUN_FAILED)
 
     client.force_login(stakeholder)
     content = client.get("/alerts/").content.decode()

@@ -23,10 +23,10 @@ import pytest
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 
+from bizdevops import crypto
 from bizdevops.errors import DomainError
 from initiatives import services as initiative_services
 from initiatives.models import Initiative
-from kpis import secrets as crypto
 from notifications import services
 from notifications.models import DeliveryState, Event, WebhookDelivery, WebhookSubscription
 from phases.models import Decision

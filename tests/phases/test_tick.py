@@ -37,7 +37,7 @@ def test_stakeholder_of_the_unit_signs_off(initiative, stakeholder, signoff):
 def test_sign_off_only_by_a_stakeholder_of_that_unit(
     initiative, signoff, pm, admin_user, make_user
 ):
-    from initiatives.roles import Role
+    from bizdevops.roles import Role
 
     elsewhere = make_user(Role.BUSINESS_STAKEHOLDER, username="marketing-lead")
     BusinessUnitFactory(name="Marketing").stakeholders.add(elsewhere)
@@ -50,7 +50,7 @@ def test_sign_off_only_by_a_stakeholder_of_that_unit(
 def test_a_unit_member_without_the_stakeholder_role_cannot_sign_off(
     initiative, signoff, make_user, unit
 ):
-    from initiatives.roles import Role
+    from bizdevops.roles import Role
 
     engineer_in_unit = make_user(Role.DATA_ENGINEER, username="eng-in-unit")
     unit.stakeholders.add(engineer_in_unit)

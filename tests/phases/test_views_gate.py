@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from bizdevops.roles import Role
 from initiatives import services as initiative_services
 from initiatives.models import Initiative, Phase, Status, TeamRole
-from initiatives.roles import Role
 from phases.models import Criterion, Decision, GateDecision, Tick
 from tests.factories import FULL_STORY, BusinessUnitFactory, decide
 

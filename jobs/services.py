@@ -1,0 +1,492 @@
+"""Every write to data sources, jobs and runs: registering and editing jobs, dispatching
+the due ones, executing runs, the reaper, and the alert when a run fails for good."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from django.db import models, transaction
+from django.urls import reverse
+from django.utils import timezone
+
+from bizdevops import crypto, queue
+from bizdevops.errors import ConflictError, DomainError, reject_unknown, require_text
+from initiatives.models import ENGINEER_ROLES, Initiative, Membership, Phase, Status
+from initiatives.services import initiative_lock, require_open
+from jobs import permissions, scheduling, sources
+from jobs.models import (
+    RETRIES_MAX,
+    TIMEOUT_MAX_SECONDS,
+    TIMEOUT_MIN_SECONDS,
+    DataSource,
+    DataSourceKind,
+    Job,
+    Run,
+    RunState,
+    ScheduleKind,
+    SourceKind,
+    Trigger,
+    retry_backoff,
+)
+from kpis.models import KPI, Origin
+from kpis.services import kpi_status_check, measurement_record
+from notifications import services as notifications
+from notifications.models import Alert, Event
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+
+log = logging.getLogger(__name__)
+
+EXECUTE_RUN = "jobs.tasks.execute_run"
+ALERT_KIND = "run_failed"
+# Soft limit: the job's timeout plus time to record the result; the hard limit kills a task
+# that ignores the soft one. The reaper resends a run whose worker died.
+SOFT_MARGIN_SECONDS = 10
+HARD_MARGIN_SECONDS = 30
+
+
+# Data sources ------------------------------------------------------------------------------
+
+
+DATABASE_SCHEMES = frozenset({"postgres", "postgresql", "sqlite"})
+HTTP_SCHEMES = frozenset({"http", "https"})
+
+
+def _check_data_source_url(kind: DataSourceKind, url: str, url_env: str) -> None:
+    if url and url_env:
+        raise DomainError("Give a URL or an environment variable, not both.", field="url")
+    if url:
+        allowed = DATABASE_SCHEMES if kind == DataSourceKind.DATABASE else HTTP_SCHEMES
+        if urlsplit(url).scheme not in allowed:
+            raise DomainError(
+                f"A {kind.label.lower()} URL starts with one of: {', '.join(sorted(allowed))}.",
+                field="url",
+            )
+    if url_env and not url_env.replace("_", "").isalnum():
+        raise DomainError(
+            "An environment variable name has letters, digits and _.", field="url_env"
+        )
+
+
+@transaction.atomic
+def data_source_save(
+    *,
+    user: User,
+    name: str,
+    kind: str,
+    url: str = "",
+    url_env: str = "",
+    allow_private_addresses: bool = False,
+    description: str = "",
+    source: DataSource | None = None,
+) -> DataSource:
+    """Create or change a data source (admins). A new URL is encrypted; an empty URL on a
+    change keeps the stored one. The URL is never returned, only its redacted form."""
+    permissions.can_manage_data_sources.check(user)
+    name = require_text(name, "name", "A name")
+    clash = DataSource.objects.filter(name__iexact=name)
+    if source is not None:
+        clash = clash.exclude(pk=source.pk)
+    if clash.exists():
+        raise DomainError(f"A data source named {name!r} exists already.", field="name")
+    try:
+        data_kind = DataSourceKind(kind)
+    except ValueError:
+        raise DomainError("The kind is 'database' or 'http'.", field="kind") from None
+    url, url_env = (url or "").strip(), (url_env or "").strip()
+    _check_data_source_url(data_kind, url, url_env)
+    source = source or DataSource(name=name, kind=data_kind)
+    if not (url or url_env or source.url_encrypted or source.url_env):
+        raise DomainError("Give the URL or the environment variable that holds it.", field="url")
+    source.name, source.kind = name, data_kind
+    source.allow_private_addresses = allow_private_addresses
+    source.description = description
+    if url:
+        source.url_encrypted, source.url_env = crypto.encrypt(url), ""
+        source.display_url = crypto.redact(url)
+    elif url_env:
+        source.url_env, source.url_encrypted, source.display_url = url_env, "", f"${url_env}"
+    source.save()
+    return source
+
+
+# Jobs ----------------------------------------------------------------------------------------
+
+JOB_FIELDS = (
+    "schedule_kind",
+    "cron",
+    "interval_seconds",
+    "source_kind",
+    "data_source",
+    "sql",
+    "http_path",
+    "json_path",
+    "calculation",
+    "timeout_seconds",
+    "max_retries",
+    "enabled",
+)
+
+
+def _check_limits(values: dict[str, Any]) -> None:
+    timeout, retries = values.get("timeout_seconds", 30), values.get("max_retries", 2)
+    if not TIMEOUT_MIN_SECONDS <= timeout <= TIMEOUT_MAX_SECONDS:
+        raise DomainError(
+            f"The timeout is {TIMEOUT_MIN_SECONDS} to {TIMEOUT_MAX_SECONDS} seconds.",
+            field="timeout_seconds",
+        )
+    if not 0 <= retries <= RETRIES_MAX:
+        raise DomainError(f"Retries are 0 to {RETRIES_MAX}.", field="max_retries")
+
+
+def _check_source(kind: SourceKind, values: dict[str, Any]) -> None:
+    """The source fields of the kind, normalised; the others emptied."""
+    if kind == SourceKind.PYTHON:
+        if values.get("calculation") not in sources.CALCULATIONS:
+            raise DomainError("Pick one of the registered calculations.", field="calculation")
+        values.update(data_source=None, sql="", http_path="", json_path="")
+        return
+    wanted = DataSourceKind.DATABASE if kind == SourceKind.SQL else DataSourceKind.HTTP
+    source = values.get("data_source")
+    if source is None or source.kind != wanted:
+        raise DomainError(
+            f"A {kind.label} needs a {wanted.label.lower()} data source.", field="data_source"
+        )
+    try:
+        if kind == SourceKind.SQL:
+            values["sql"] = sources.check_select(values.get("sql") or "")
+            values.update(http_path="", json_path="", calculation="")
+            return
+        json_path = (values.get("json_path") or "").strip()
+        if not json_path:
+            raise DomainError("A JSON path is required.", field="json_path", code="required")
+        sources.check_json_path(json_path)
+        values.update(sql="", calculation="", json_path=json_path)
+    except sources.SourceError as error:
+        field = "sql" if kind == SourceKind.SQL else "json_path"
+        raise DomainError(str(error), field=field) from None
+
+
+def _check_job(values: dict[str, Any]) -> None:
+    scheduling.check_schedule(
+        values["schedule_kind"], values.get("cron", ""), values.get("interval_seconds")
+    )
+    if values["schedule_kind"] == ScheduleKind.CRON:
+        values["cron"], values["interval_seconds"] = " ".join(values["cron"].split()), None
+    else:
+        values["cron"] = ""
+    _check_limits(values)
+    try:
+        kind = SourceKind(values.get("source_kind") or "")
+    except ValueError:
+        raise DomainError("The source is sql, http or python.", field="source_kind") from None
+    _check_source(kind, values)
+
+
+@transaction.atomic
+def job_register(*, kpi: KPI, user: User, **values: Any) -> Job:
+    """Register the recalculation job of a KPI (one per KPI)."""
+    reject_unknown(values, JOB_FIELDS)
+    initiative = initiative_lock(kpi.initiative)
+    permissions.can_register_job.check(user, initiative)
+    require_open(initiative)
+    if Job.objects.filter(kpi=kpi).exists():
+        raise ConflictError(f"The KPI {kpi.name!r} has a job already; edit it.", field="kpi")
+    _check_job(values)
+    job = Job(kpi=kpi, created_by=user, **values)
+    job.next_run_at = scheduling.next_after(
+        job.schedule_kind, job.cron, job.interval_seconds, timezone.now()
+    )
+    job.save()
+    return job
+
+
+@transaction.atomic
+def job_update(*, job: Job, user: User, **changes: Any) -> Job:
+    reject_unknown(changes, JOB_FIELDS)
+    initiative = initiative_lock(job.kpi.initiative)
+    job = Job.objects.select_for_update(of=("self",)).select_related("kpi").get(pk=job.pk)
+    permissions.can_operate.check(user, initiative)
+    require_open(initiative)
+    values = {field: getattr(job, field) for field in JOB_FIELDS} | changes
+    _check_job(values)
+    schedule_changed = any(
+        values[f] != getattr(job, f) for f in ("schedule_kind", "cron", "interval_seconds")
+    )
+    for field in JOB_FIELDS:
+        setattr(job, field, values[field])
+    if schedule_changed or (job.enabled and job.next_run_at is None):
+        # Editing a schedule is a one-row update: the dispatcher reads next_run_at.
+        job.next_run_at = scheduling.next_after(
+            job.schedule_kind, job.cron, job.interval_seconds, timezone.now()
+        )
+    job.save()
+    return job
+
+
+# Runs ----------------------------------------------------------------------------------------
+
+
+def _enqueue(run: Run) -> None:
+    """Send the run to the workers once the transaction that created it commits, with the
+    time limits of its job."""
+    Run.objects.filter(pk=run.pk).update(
+        enqueued_at=timezone.now(), deliveries=models.F("deliveries") + 1
+    )
+    timeout = run.job.timeout_seconds
+    queue.enqueue(
+        EXECUTE_RUN,
+        run.pk,
+        soft_time_limit=timeout + SOFT_MARGIN_SECONDS,
+        time_limit=timeout + HARD_MARGIN_SECONDS,
+    )
+
+
+def _runnable(initiative: Initiative, trigger: str) -> str | None:
+    """Why a run of this initiative must not execute now, or None."""
+    if trigger == Trigger.SCHEDULE or trigger == Trigger.MANUAL:
+        if initiative.phase != Phase.OPS or initiative.status != Status.ACTIVE:
+            return (
+                f"{initiative.key} is not active in Ops ({initiative.phase}, {initiative.status})."
+            )
+    elif initiative.status != Status.ACTIVE or initiative.phase == Phase.BIZ:
+        return f"{initiative.key} is not active in Dev or Ops."
+    return None
+
+
+@transaction.atomic
+def run_request(*, job: Job, user: User, trigger: str = Trigger.MANUAL) -> Run:
+    """Start a run by hand: 'run now' (Ops) or the trial run the Dev → Ops gate needs."""
+    if trigger not in (Trigger.MANUAL, Trigger.TRIAL):
+        raise DomainError("A run by hand is 'manual' or 'trial'.", field="trigger")
+    initiative = initiative_lock(job.kpi.initiative)
+    job = Job.objects.select_for_update(of=("self",)).select_related("kpi").get(pk=job.pk)
+    permissions.can_run.check(user, initiative)
+    refusal = _runnable(initiative, trigger)
+    if refusal:
+        raise ConflictError(refusal, code="not_runnable")
+    if not job.enabled and trigger == Trigger.MANUAL:
+        raise ConflictError("The job is disabled; enable it first.", code="disabled")
+    run = Run.objects.create(
+        job=job, scheduled_for=timezone.now(), trigger=trigger, requested_by=user
+    )
+    _enqueue(run)
+    return run
+
+
+def dispatch_due(*, now: dt.datetime | None = None, limit: int = 500) -> list[int]:
+    """Create one run per due job of an active initiative in Ops and advance the job.
+
+    Jobs are claimed with FOR UPDATE SKIP LOCKED (PostgreSQL), so two dispatchers never take
+    the same job; the unique (job, scheduled_for) constraint makes a second run for the same
+    moment impossible anyway. A job that missed many fire times (beat was down) gets one
+    catch-up run, then its next run moves past now.
+    """
+    now = now or timezone.now()
+    created: list[int] = []
+    with transaction.atomic():
+        due = list(
+            Job.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(
+                enabled=True,
+                next_run_at__lte=now,
+                kpi__initiative__phase=Phase.OPS,
+                kpi__initiative__status=Status.ACTIVE,
+            )
+            .select_related("kpi")
+            .order_by("next_run_at")[:limit]
+        )
+        for job in due:
+            assert job.next_run_at is not None  # noqa: S101  (filtered above)
+            scheduled_for = scheduling.latest_due(
+                job.schedule_kind, job.cron, job.interval_seconds, job.next_run_at, now
+            )
+            run, made = Run.objects.get_or_create(
+                job=job, scheduled_for=scheduled_for, defaults={"trigger": Trigger.SCHEDULE}
+            )
+            upcoming = scheduling.next_after(
+                job.schedule_kind, job.cron, job.interval_seconds, scheduled_for
+            )
+            if upcoming <= now:
+                upcoming = scheduling.next_after(
+                    job.schedule_kind, job.cron, job.interval_seconds, now
+                )
+            Job.objects.filter(pk=job.pk).update(next_run_at=upcoming)
+            if made:
+                run.job = job
+                _enqueue(run)
+                created.append(run.pk)
+    return created
+
+
+@dataclass(frozen=True)
+class Outcome:
+    state: str
+    retry_in: int | None = None
+
+
+@transaction.atomic
+def run_start(*, run_id: int, worker: str) -> Run | None:
+    """Claim a run for execution. None when there is nothing to do: the run is finished
+    already (a redelivered message) or was skipped because its initiative left Ops."""
+    # Only the run row is locked (the initiative and job are read): taking their locks here,
+    # in the opposite order to run_request, deadlocked with a concurrent "run now".
+    run = (
+        Run.objects.select_for_update(of=("self",))
+        .select_related("job__kpi__initiative")
+        .get(pk=run_id)
+    )
+    if run.is_finished:
+        return None
+    refusal = _runnable(run.job.kpi.initiative, run.trigger)
+    if refusal is None and run.trigger == Trigger.SCHEDULE and not run.job.enabled:
+        refusal = "The job was disabled."
+    now = timezone.now()
+    if refusal:
+        run.state, run.error, run.finished_at = RunState.SKIPPED, refusal, now
+        run.save(update_fields=["state", "error", "finished_at"])
+        return None
+    run.state, run.started_at, run.worker = RunState.RUNNING, now, worker[:200]
+    run.attempt += 1
+    run.finished_at, run.error = None, ""
+    run.save(update_fields=["state", "started_at", "worker", "attempt", "finished_at", "error"])
+    return run
+
+
+@transaction.atomic
+def run_succeed(*, run: Run, value: float) -> Run:
+    """Record the value and the run's success in one transaction. Trial runs only test the
+    job; they write no measurement."""
+    locked = Run.objects.select_for_update().get(pk=run.pk)
+    if locked.is_finished:
+        return locked
+    if run.trigger != Trigger.TRIAL:
+        measurement_record(
+            kpi=run.job.kpi,
+            as_of=run.scheduled_for,
+            value=value,
+            origin=Origin.RUN,
+            run_id=locked.pk,
+        )
+        kpi_status_check(kpi=run.job.kpi)
+    locked.state, locked.value, locked.finished_at = RunState.SUCCEEDED, value, timezone.now()
+    locked.error = ""
+    locked.save(update_fields=["state", "value", "finished_at", "error"])
+    return locked
+
+
+@transaction.atomic
+def run_fail(*, run: Run, error: str, retry: bool) -> Outcome:
+    """A failed attempt: back to queued when a retry is due, else failed for good."""
+    locked = Run.objects.select_for_update(of=("self",)).select_related("job").get(pk=run.pk)
+    if locked.is_finished:
+        return Outcome(locked.state)
+    now = timezone.now()
+    if retry and locked.attempt <= locked.job.max_retries:
+        delay = retry_backoff(locked.attempt)
+        locked.state, locked.error = RunState.QUEUED, f"Attempt {locked.attempt} failed: {error}"
+        locked.enqueued_at = now + dt.timedelta(seconds=delay)
+        locked.save(update_fields=["state", "error", "enqueued_at"])
+        return Outcome(RunState.QUEUED, retry_in=delay)
+    locked.state, locked.error, locked.finished_at = RunState.FAILED, error[:5000], now
+    locked.save(update_fields=["state", "error", "finished_at"])
+    if locked.trigger != Trigger.TRIAL:
+        _alert_failed(locked)
+    return Outcome(RunState.FAILED)
+
+
+def _alert_failed(run: Run) -> Alert:
+    """A run failed after its last retry: alert the job's engineers (the team's data and
+    devops engineers, and whoever registered the job) and send `run.failed`."""
+    job = Job.objects.select_related("kpi__initiative").get(pk=run.job_id)
+    initiative = job.kpi.initiative
+    engineers = set(
+        Membership.objects.filter(
+            initiative=initiative, left_at__isnull=True, role__in=ENGINEER_ROLES
+        ).values_list("user_id", flat=True)
+    )
+    return notifications.alert_record(
+        kind=ALERT_KIND,
+        subject=initiative.key,
+        url=reverse("initiative-kpis", kwargs={"key": initiative.key}),
+        detail_label="job",
+        detail_url=reverse("job-detail", kwargs={"job_id": job.pk}),
+        object_type="run",
+        object_id=run.pk,
+        to_status="failed",
+        message=f"{initiative.key} {job.kpi.name}: run {run.pk} failed: {run.error[:300]}",
+        recipients=engineers | {job.created_by_id},
+        event=Event.RUN_FAILED,
+        payload={
+            "initiative": initiative.key,
+            "kpi": {"id": job.kpi.pk, "name": job.kpi.name},
+            "job": job.pk,
+            "run": run.pk,
+            "attempt": run.attempt,
+            "error": run.error,
+        },
+    )
+
+
+def run_time_out(*, run_id: int) -> Outcome:
+    """The worker stopped a run at its soft time limit: it fails for good."""
+    run = Run.objects.select_related("job").get(pk=run_id)
+    return run_fail(run=run, error="The run exceeded its time limit.", retry=False)
+
+
+def run_execute(*, run_id: int, worker: str = "") -> Outcome:
+    """Execute one run: claim it, compute the number outside any transaction, record it."""
+    run = run_start(run_id=run_id, worker=worker)
+    if run is None:
+        return Outcome(Run.objects.values_list("state", flat=True).get(pk=run_id))
+    try:
+        value = sources.evaluate(run.job)
+    except sources.TransientSourceError as error:
+        return run_fail(run=run, error=str(error), retry=True)
+    except sources.SourceError as error:
+        return run_fail(run=run, error=str(error), retry=False)
+    except SoftTimeLimitExceeded:
+        raise  # the task records the time limit
+    except Exception as error:
+        # A bug in a calculation (not a named transient error): fail the run, no retry,
+        # and log it with its traceback rather than leave the run 'running'.
+        log.exception("Run %s failed unexpectedly", run.pk)
+        return run_fail(
+            run=run, error=f"Unexpected error: {type(error).__name__}: {error}", retry=False
+        )
+    run_succeed(run=run, value=value)
+    return Outcome(RunState.SUCCEEDED)
+
+
+def runs_reap(*, now: dt.datetime | None = None) -> list[int]:
+    """Send again runs whose message was lost: queued or running well past their time limit.
+    Bounded by KPI_RUN_MAX_DELIVERIES; after that the run fails."""
+    now = now or timezone.now()
+    grace = dt.timedelta(seconds=settings.KPI_RUN_GRACE_SECONDS)
+    resent: list[int] = []
+    with transaction.atomic():
+        stuck = (
+            Run.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("job")
+            .filter(state__in=[RunState.QUEUED, RunState.RUNNING], enqueued_at__lt=now - grace)
+        )
+        for run in stuck:
+            limit = dt.timedelta(seconds=run.job.timeout_seconds) + grace
+            since = run.started_at if run.state == RunState.RUNNING else run.enqueued_at
+            if since is None or since > now - limit:
+                continue
+            if run.deliveries >= settings.KPI_RUN_MAX_DELIVERIES:
+                run.state, run.finished_at = RunState.FAILED, now
+                run.error = f"Lost: sent {run.deliveries} times without finishing."
+                run.save(update_fields=["state", "finished_at", "error"])
+                continue
+            _enqueue(run)
+            resent.append(run.pk)
+    return resent

@@ -1,0 +1,20 @@
+"""The foreign keys that 0002 turned into plain data go (in their own migration: PostgreSQL
+does not alter a table in the transaction that updated its rows with pending checks)."""
+
+from __future__ import annotations
+
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    dependencies = [("notifications", "0002_alerts_hold_plain_data")]
+
+    operations = [
+        migrations.RemoveField(model_name="alert", name="initiative"),
+        migrations.RemoveField(model_name="alert", name="kpi"),
+        migrations.RemoveField(model_name="alert", name="run"),
+        migrations.AddIndex(
+            model_name="alert",
+            index=models.Index(fields=["object_type", "object_id"], name="alert_object"),
+        ),
+    ]
