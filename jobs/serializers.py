@@ -21,6 +21,7 @@ from jobs.models import (
     SourceKind,
 )
 from jobs.selectors import data_sources_visible_to
+from jobs.services import JOB_FIELDS
 from kpis.models import KPI
 from kpis.selectors import kpis_visible_to
 
@@ -83,18 +84,7 @@ class JobSerializer(serializers.ModelSerializer):
         fields = [
             "id",
             "kpi",
-            "schedule_kind",
-            "cron",
-            "interval_seconds",
-            "source_kind",
-            "data_source",
-            "sql",
-            "http_path",
-            "json_path",
-            "calculation",
-            "timeout_seconds",
-            "max_retries",
-            "enabled",
+            *JOB_FIELDS,
             "next_run_at",
             "created_at",
             "updated_at",

@@ -9,7 +9,14 @@ from django.db import connection
 
 from bizdevops.roles import Role
 from initiatives.models import BusinessUnit, Initiative
-from tests.factories import BusinessUnitFactory, UserFactory, make_initiative, pass_biz_gate
+from tests.factories import (
+    BusinessUnitFactory,
+    UserFactory,
+    decide,
+    make_initiative,
+    pass_biz_gate,
+    pass_dev_gate,
+)
 
 # In CI (.ci/run) the real services are required: tests that need them fail instead of
 # skipping when they are missing.
@@ -115,3 +122,73 @@ def ready_initiative(
     return pass_biz_gate(
         initiative, pm=pm, stakeholder=stakeholder, scientist=scientist, engineer=engineer
     )
+
+
+@pytest.fixture
+def engineer2(make_user: Any) -> Any:
+    """A data engineer who is on no team."""
+    return make_user(Role.DATA_ENGINEER, username="engineer2")
+
+
+@pytest.fixture
+def biz_initiative(initiative: Initiative, pm: Any, scientist: Any, engineer: Any) -> Initiative:
+    """The standard initiative in Biz with a data scientist and a data engineer on the team,
+    nothing ticked and no KPI."""
+    from initiatives import services as initiative_services
+    from initiatives.models import TeamRole
+
+    for member, role in ((scientist, TeamRole.DATA_SCIENTIST), (engineer, TeamRole.DATA_ENGINEER)):
+        initiative_services.member_add(initiative=initiative, member=member, role=role, user=pm)
+    return initiative
+
+
+@pytest.fixture
+def dev_initiative(ready_initiative: Initiative, pm: Any) -> Initiative:
+    """The standard initiative in Dev: KPI 'Fraud caught' (no job), the scientist and the
+    engineer on the team."""
+    from phases.models import Decision
+
+    return decide(ready_initiative, Decision.GO, pm)
+
+
+@pytest.fixture
+def ops_initiative(dev_initiative: Initiative, pm: Any, stakeholder: Any) -> Initiative:
+    """The standard initiative, active in Ops through both gates: its KPI has a Python
+    calculation job (every 5 minutes) that was trial-run; the engineer is on the team, the
+    scientist has left it."""
+    from phases.models import Decision
+
+    pass_dev_gate(dev_initiative, pm=pm, stakeholder=stakeholder)
+    return decide(dev_initiative, Decision.GO, pm)
+
+
+@pytest.fixture
+def ops_kpi(ops_initiative: Initiative) -> Any:
+    return ops_initiative.kpis.get(name="Fraud caught")
+
+
+@pytest.fixture
+def ops_job(ops_kpi: Any) -> Any:
+    from jobs.models import Job
+
+    job = Job.objects.get(kpi=ops_kpi)
+    assert job.enabled
+    assert (job.schedule_kind, job.interval_seconds) == ("interval", 300)
+    return job
+
+
+@pytest.fixture
+def everyone(
+    request: pytest.FixtureRequest,
+    pm: Any,
+    other_pm: Any,
+    scientist: Any,
+    engineer: Any,
+    engineer2: Any,
+    devops: Any,
+    stakeholder: Any,
+    admin_user: Any,
+) -> pytest.FixtureRequest:
+    """Every user of the permission matrices exists in every case (so that a refusal is
+    never about a missing user)."""
+    return request

@@ -17,6 +17,7 @@ from jobs.models import Job, Run
 from kpis import services as kpi_services
 from tests.api.helpers import API
 from tests.factories import make_initiative
+from tests.helpers import counted_get
 
 pytestmark = pytest.mark.django_db
 
@@ -61,11 +62,9 @@ def many(admin_user, pm, other_pm, engineer, make_user, unit, stakeholder):
 
 
 def _queries(client, url: str, page_size: int) -> int:
-    with CaptureQueriesContext(connection) as context:
-        response = client.get(url, {"page_size": page_size})
-    assert response.status_code == 200, response.json()
+    count, response = counted_get(client, url, {"page_size": page_size})
     assert len(response.json()["results"]) == page_size
-    return len(context.captured_queries)
+    return count
 
 
 @pytest.mark.parametrize(

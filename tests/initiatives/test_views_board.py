@@ -6,8 +6,6 @@ import re
 from typing import Any
 
 import pytest
-from django.db import connection
-from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from bizdevops.roles import Role
@@ -16,22 +14,16 @@ from initiatives.models import BusinessUnit, Initiative, Phase, Status, TeamRole
 from kpis import services as kpi_services
 from phases.models import Decision
 from tests.factories import BusinessUnitFactory, decide, make_initiative
+from tests.helpers import HTMX, html, queries
 
 pytestmark = pytest.mark.django_db
 
-HTMX = {"HTTP_HX_REQUEST": "true"}
 COLUMN = re.compile(
     r'<section class="column column-\w+"[^>]*data-phase="(?P<phase>\w+)">(?P<body>.*?)</section>',
     re.S,
 )
 CARD_KEY = re.compile(r'data-key="(BDO-\d+)"')
 ROW_KEY = re.compile(r'<td><a href="/initiatives/(BDO-\d+)/">')
-
-
-def _html(response: Any, status: int = 200) -> str:
-    content = response.content.decode()
-    assert response.status_code == status, content[:3000]
-    return content
 
 
 def _columns(content: str) -> dict[str, set[str]]:
@@ -47,13 +39,6 @@ def _on_board(content: str) -> set[str]:
 
 def _archived(content: str) -> set[str]:
     return set(ROW_KEY.findall(content))
-
-
-def _queries(client: Any, url: str, **extra: Any) -> int:
-    with CaptureQueriesContext(connection) as queries:
-        response = client.get(url, **extra)
-    assert response.status_code == 200
-    return len(queries)
 
 
 def _move_to(initiative: Initiative, phase: Phase, status: Status = Status.ACTIVE) -> None:
@@ -126,7 +111,7 @@ def test_a_business_stakeholder_sees_only_their_units_initiatives(
     # The stakeholder belongs to Fraud only: the Marketing initiatives are not shown, and
     # their pages answer 404 as if they did not exist.
     client.force_login(stakeholder)
-    columns = _columns(_html(client.get("/board/")))
+    columns = _columns(html(client.get("/board/")))
     assert columns["biz"] == set()
     assert columns["dev"] == {portfolio["dev"].key}
     assert client.get(f"/initiatives/{portfolio['pricing'].key}/").status_code == 404
@@ -138,7 +123,7 @@ def test_board_shows_open_initiatives_in_phase_columns(
     client: Any, request: Any, who: str, portfolio: dict[str, Initiative]
 ) -> None:
     client.force_login(request.getfixturevalue(who))
-    content = _html(client.get("/board/"))
+    content = html(client.get("/board/"))
 
     assert "<html" in content
     assert "Portfolio board" in content
@@ -165,7 +150,7 @@ def test_board_htmx_returns_only_the_board_partial(
     client: Any, pm: Any, portfolio: dict[str, Initiative]
 ) -> None:
     client.force_login(pm)
-    content = _html(client.get("/board/", **HTMX))
+    content = html(client.get("/board/", **HTMX))
 
     assert content.lstrip().startswith('<div id="board"')
     assert content.rstrip().endswith("</div>")
@@ -182,7 +167,7 @@ def test_board_htmx_partial_is_filtered_too(
     client: Any, pm: Any, portfolio: dict[str, Initiative]
 ) -> None:
     client.force_login(pm)
-    content = _html(client.get("/board/", {"status": "on_hold"}, **HTMX))
+    content = html(client.get("/board/", {"status": "on_hold"}, **HTMX))
     assert content.lstrip().startswith('<div id="board"')
     assert _on_board(content) == {portfolio["churn"].key}
 
@@ -210,7 +195,7 @@ def test_board_filters_narrow_the_result(
     expected: set[str],
 ) -> None:
     client.force_login(pm)
-    content = _html(client.get("/board/", params))
+    content = html(client.get("/board/", params))
     assert _on_board(content) == {portfolio[name].key for name in expected}
     assert "not understood" not in content
 
@@ -219,42 +204,42 @@ def test_board_filters_by_business_unit(
     client: Any, pm: Any, marketing: BusinessUnit, unit: BusinessUnit, portfolio: Any
 ) -> None:
     client.force_login(pm)
-    content = _html(client.get("/board/", {"unit": marketing.pk}))
+    content = html(client.get("/board/", {"unit": marketing.pk}))
     assert _on_board(content) == {portfolio["pricing"].key, portfolio["churn"].key}
 
-    content = _html(client.get("/board/", {"unit": unit.pk}))
+    content = html(client.get("/board/", {"unit": unit.pk}))
     assert _on_board(content) == {portfolio["dev"].key}
 
 
 def test_board_filters_by_key(client: Any, pm: Any, portfolio: dict[str, Initiative]) -> None:
     client.force_login(pm)
     key = portfolio["churn"].key
-    assert _on_board(_html(client.get("/board/", {"q": key}))) == {key}
-    assert _on_board(_html(client.get("/board/", {"q": key.lower()}))) == {key}
+    assert _on_board(html(client.get("/board/", {"q": key}))) == {key}
+    assert _on_board(html(client.get("/board/", {"q": key.lower()}))) == {key}
     # A closed initiative's key finds nothing on the board.
-    assert _on_board(_html(client.get("/board/", {"q": portfolio["abandoned"].key}))) == set()
+    assert _on_board(html(client.get("/board/", {"q": portfolio["abandoned"].key}))) == set()
 
 
 def test_board_only_mine(
     client: Any, pm: Any, engineer: Any, stakeholder: Any, portfolio: dict[str, Initiative]
 ) -> None:
     client.force_login(pm)
-    content = _html(client.get("/board/", {"mine": "true"}))
+    content = html(client.get("/board/", {"mine": "true"}))
     assert _on_board(content) == {portfolio["pricing"].key, portfolio["dev"].key}
     assert 'id="id_mine" checked' in content
 
     # A team member: the engineer is on the Churn team and the Dev initiative's team.
     client.force_login(engineer)
-    content = _html(client.get("/board/", {"mine": "true"}))
+    content = html(client.get("/board/", {"mine": "true"}))
     assert _on_board(content) == {portfolio["churn"].key, portfolio["dev"].key}
 
     client.force_login(stakeholder)
-    assert _on_board(_html(client.get("/board/", {"mine": "true"}))) == set()
+    assert _on_board(html(client.get("/board/", {"mine": "true"}))) == set()
     # Unchecked: everything the stakeholder may see (their unit's one open initiative).
-    assert _on_board(_html(client.get("/board/", {"mine": "false"}))) == {portfolio["dev"].key}
+    assert _on_board(html(client.get("/board/", {"mine": "false"}))) == {portfolio["dev"].key}
     # A value that is neither yes nor no means "not set".
     client.force_login(pm)
-    assert len(_on_board(_html(client.get("/board/", {"mine": "perhaps"})))) == 3
+    assert len(_on_board(html(client.get("/board/", {"mine": "perhaps"})))) == 3
 
 
 @pytest.mark.parametrize(
@@ -274,7 +259,7 @@ def test_board_ignores_garbage_filters(
     client: Any, pm: Any, portfolio: dict[str, Initiative], params: dict[str, str]
 ) -> None:
     client.force_login(pm)
-    content = _html(client.get("/board/", params))
+    content = html(client.get("/board/", params))
     assert "Some filters were not understood and are ignored" in content
     assert _on_board(content) == {
         portfolio["pricing"].key,
@@ -288,7 +273,7 @@ def test_board_with_odd_search_text_does_not_fail(
 ) -> None:
     client.force_login(pm)
     for text in ("BDO-", "BDO-0", "BDO-99999999999999999999999", "%_'\"<script>", "x" * 500):
-        content = _html(client.get("/board/", {"q": text}))
+        content = html(client.get("/board/", {"q": text}))
         assert _on_board(content) == set()
         assert "<script>" not in content
 
@@ -313,25 +298,25 @@ def test_board_runs_a_constant_number_of_queries(
 
     client.force_login(pm)
     add(2)
-    _queries(client, "/board/")  # warm up
-    few = _queries(client, "/board/")
-    few_htmx = _queries(client, "/board/", **HTMX)
-    few_filtered = _queries(client, "/board/?mine=true&q=idea&status=active")
+    queries(client, "/board/")  # warm up
+    few = queries(client, "/board/")
+    few_htmx = queries(client, "/board/", **HTMX)
+    few_filtered = queries(client, "/board/?mine=true&q=idea&status=active")
 
     add(10)
-    content = _html(client.get("/board/"))
+    content = html(client.get("/board/"))
     assert len(_on_board(content)) == 12
     assert "KPIs" in content
-    assert _queries(client, "/board/") == few
-    assert _queries(client, "/board/", **HTMX) == few_htmx
-    assert _queries(client, "/board/?mine=true&q=idea&status=active") == few_filtered
+    assert queries(client, "/board/") == few
+    assert queries(client, "/board/", **HTMX) == few_htmx
+    assert queries(client, "/board/?mine=true&q=idea&status=active") == few_filtered
 
 
 def test_archive_lists_cancelled_and_retired_only(
     client: Any, stakeholder: Any, portfolio: dict[str, Initiative]
 ) -> None:
     client.force_login(stakeholder)
-    content = _html(client.get("/archive/"))
+    content = html(client.get("/archive/"))
 
     assert "<html" in content
     assert _archived(content) == {portfolio["abandoned"].key, portfolio["retired"].key}
@@ -358,7 +343,7 @@ def test_archive_filters_narrow_the_result(
     expected: set[str],
 ) -> None:
     client.force_login(pm)
-    content = _html(client.get("/archive/", params))
+    content = html(client.get("/archive/", params))
     assert _archived(content) == {portfolio[name].key for name in expected}
 
 
@@ -366,20 +351,20 @@ def test_archive_filters_by_unit_and_key(
     client: Any, pm: Any, marketing: BusinessUnit, unit: BusinessUnit, portfolio: Any
 ) -> None:
     client.force_login(pm)
-    assert _archived(_html(client.get("/archive/", {"unit": marketing.pk}))) == set()
-    assert _archived(_html(client.get("/archive/", {"unit": unit.pk}))) == {
+    assert _archived(html(client.get("/archive/", {"unit": marketing.pk}))) == set()
+    assert _archived(html(client.get("/archive/", {"unit": unit.pk}))) == {
         portfolio["abandoned"].key,
         portfolio["retired"].key,
     }
     key = portfolio["retired"].key
-    assert _archived(_html(client.get("/archive/", {"q": key}))) == {key}
+    assert _archived(html(client.get("/archive/", {"q": key}))) == {key}
     # An open initiative's key finds nothing in the archive.
-    assert _archived(_html(client.get("/archive/", {"q": portfolio["pricing"].key}))) == set()
+    assert _archived(html(client.get("/archive/", {"q": portfolio["pricing"].key}))) == set()
 
 
 def test_archive_empty_result_says_so(client: Any, pm: Any, portfolio: Any) -> None:
     client.force_login(pm)
-    content = _html(client.get("/archive/", {"q": "no such thing"}))
+    content = html(client.get("/archive/", {"q": "no such thing"}))
     assert "No cancelled or retired initiative matches." in content
 
 
@@ -391,7 +376,7 @@ def test_archive_ignores_garbage_filters(
     client: Any, pm: Any, portfolio: dict[str, Initiative], params: dict[str, str]
 ) -> None:
     client.force_login(pm)
-    content = _html(client.get("/archive/", params))
+    content = html(client.get("/archive/", params))
     assert _archived(content) == {portfolio["abandoned"].key, portfolio["retired"].key}
 
 
@@ -399,7 +384,7 @@ def test_archive_htmx_returns_only_the_archive_partial(
     client: Any, pm: Any, portfolio: dict[str, Initiative]
 ) -> None:
     client.force_login(pm)
-    content = _html(client.get("/archive/", {"status": "retired"}, **HTMX))
+    content = html(client.get("/archive/", {"status": "retired"}, **HTMX))
     assert content.lstrip().startswith('<div id="archive"')
     assert content.rstrip().endswith("</div>")
     assert "<html" not in content
@@ -422,19 +407,19 @@ def test_archive_runs_a_constant_number_of_queries(
 
     client.force_login(pm)
     add(2)
-    _queries(client, "/archive/")
-    few = _queries(client, "/archive/")
-    few_htmx = _queries(client, "/archive/", **HTMX)
+    queries(client, "/archive/")
+    few = queries(client, "/archive/")
+    few_htmx = queries(client, "/archive/", **HTMX)
 
     add(10)
-    assert len(_archived(_html(client.get("/archive/")))) == 12
-    assert _queries(client, "/archive/") == few
-    assert _queries(client, "/archive/", **HTMX) == few_htmx
+    assert len(_archived(html(client.get("/archive/")))) == 12
+    assert queries(client, "/archive/") == few
+    assert queries(client, "/archive/", **HTMX) == few_htmx
 
 
 def test_home_lists_my_initiatives(client: Any, pm: Any, portfolio: dict[str, Initiative]) -> None:
     client.force_login(pm)
-    content = _html(client.get("/"))
+    content = html(client.get("/"))
     assert "My initiatives" in content
     assert _on_board(content) == {portfolio["pricing"].key, portfolio["dev"].key}
     assert "2 open initiatives" in content
@@ -444,7 +429,7 @@ def test_home_lists_team_memberships(
     client: Any, engineer: Any, portfolio: dict[str, Initiative]
 ) -> None:
     client.force_login(engineer)
-    content = _html(client.get("/"))
+    content = html(client.get("/"))
     assert _on_board(content) == {portfolio["churn"].key, portfolio["dev"].key}
 
 
@@ -454,7 +439,7 @@ def test_new_initiative_link_for_program_managers_and_admins(
 ) -> None:
     client.force_login(request.getfixturevalue(who))
     for url in ("/", "/board/", "/archive/"):
-        content = _html(client.get(url))
+        content = html(client.get(url))
         assert 'href="/initiatives/new/"' in content
         assert "New initiative" in content
 
@@ -463,7 +448,7 @@ def test_new_initiative_link_for_program_managers_and_admins(
 def test_no_new_initiative_link_for_other_roles(client: Any, request: Any, who: str) -> None:
     client.force_login(request.getfixturevalue(who))
     for url in ("/", "/board/", "/archive/"):
-        content = _html(client.get(url))
+        content = html(client.get(url))
         nav = content.split('<nav class="container" aria-label="Main">', 1)[1].split("</nav>")[0]
         assert "/initiatives/new/" not in nav
         assert "/initiatives/new/" not in content
@@ -472,7 +457,7 @@ def test_no_new_initiative_link_for_other_roles(client: Any, request: Any, who: 
 
 def test_no_new_initiative_link_for_a_user_without_role(client: Any, make_user: Any) -> None:
     client.force_login(make_user(username="nobody"))
-    assert "/initiatives/new/" not in _html(client.get("/"))
+    assert "/initiatives/new/" not in html(client.get("/"))
 
 
 def test_home_runs_a_constant_number_of_queries(
@@ -490,21 +475,21 @@ def test_home_runs_a_constant_number_of_queries(
 
     client.force_login(engineer)
     add(2)
-    _queries(client, "/")
-    few = _queries(client, "/")
+    queries(client, "/")
+    few = queries(client, "/")
     add(10)
-    assert len(_on_board(_html(client.get("/")))) == 12
-    assert _queries(client, "/") == few
+    assert len(_on_board(html(client.get("/")))) == 12
+    assert queries(client, "/") == few
 
 
 def test_nav_marks_the_current_page(client: Any, pm: Any) -> None:
     client.force_login(pm)
-    assert 'href="/board/" aria-current="page"' in _html(client.get("/board/"))
-    assert 'href="/archive/" aria-current="page"' in _html(client.get("/archive/"))
-    assert 'href="/" aria-current="page"' in _html(client.get("/"))
+    assert 'href="/board/" aria-current="page"' in html(client.get("/board/"))
+    assert 'href="/archive/" aria-current="page"' in html(client.get("/archive/"))
+    assert 'href="/" aria-current="page"' in html(client.get("/"))
 
 
 def test_scientist_role_is_in_the_nav(client: Any, make_user: Any) -> None:
     client.force_login(make_user(Role.DATA_SCIENTIST, Role.DATA_ENGINEER, username="both"))
-    content = _html(client.get("/board/"))
+    content = html(client.get("/board/"))
     assert 'title="Data engineer, Data scientist"' in content

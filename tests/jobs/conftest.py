@@ -7,41 +7,10 @@ from typing import Any
 
 import pytest
 
-from initiatives.models import Initiative
 from jobs import services
 from jobs.models import DataSource, Job
-from kpis.models import KPI
-from phases.models import Decision
-from tests.factories import decide, pass_dev_gate
 
 ORDERS = [(1, 10.0, "card"), (2, 20.5, "card"), (3, None, "cash")]
-
-
-@pytest.fixture
-def dev_initiative(ready_initiative: Initiative, pm: Any) -> Initiative:
-    """The standard initiative in Dev: KPI 'Fraud caught' (no job), engineer on the team."""
-    return decide(ready_initiative, Decision.GO, pm)
-
-
-@pytest.fixture
-def ops_initiative(dev_initiative: Initiative, pm: Any, stakeholder: Any) -> Initiative:
-    """The standard initiative, active in Ops through both gates. pass_dev_gate registered a
-    Python-calculation job (every 5 minutes) for its KPI and trial-ran it."""
-    pass_dev_gate(dev_initiative, pm=pm, stakeholder=stakeholder)
-    return decide(dev_initiative, Decision.GO, pm)
-
-
-@pytest.fixture
-def ops_kpi(ops_initiative: Initiative) -> KPI:
-    return ops_initiative.kpis.get(name="Fraud caught")
-
-
-@pytest.fixture
-def ops_job(ops_kpi: KPI) -> Job:
-    job = Job.objects.get(kpi=ops_kpi)
-    assert job.enabled
-    assert (job.schedule_kind, job.interval_seconds) == ("interval", 300)
-    return job
 
 
 @pytest.fixture

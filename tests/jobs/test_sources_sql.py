@@ -15,8 +15,8 @@ from django.db import connection
 from jobs import services
 from jobs.models import DataSource
 from jobs.sources import SourceError, TransientSourceError, check_select, run_sql
+from tests.jobs.conftest import ORDERS
 from tests.jobs.helpers import sqlite_rows, sqlite_tables
-from tests.kpis.conftest import ORDERS
 
 pytestmark = pytest.mark.django_db
 

@@ -24,16 +24,9 @@ from kpis.models import KPI, Measurement, Origin
 from kpis.selectors import MAX_POINTS
 from phases.models import Decision
 from tests.factories import BusinessUnitFactory, decide, make_initiative
+from tests.helpers import HTMX, html, queries
 
 pytestmark = pytest.mark.django_db
-
-HTMX = {"HTTP_HX_REQUEST": "true"}
-
-
-def html(response: Any, status: int = 200) -> str:
-    content = response.content.decode()
-    assert response.status_code == status, content[:3000]
-    return content
 
 
 def tile(content: str, kpi: KPI) -> tuple[str, str, str]:
@@ -70,15 +63,6 @@ def many(kpi: KPI, count: int, every: dt.timedelta, value: float = 1.0) -> None:
         Measurement(kpi=kpi, as_of=now - i * every, value=value + i % 7, origin=Origin.API)
         for i in range(1, count + 1)
     )
-
-
-def queries(client: Any, url: str, **extra: Any) -> int:
-    with CaptureQueriesContext(connection) as captured:
-        response = client.get(url, **extra)
-    assert response.status_code == 200, response.content[:2000]
-    if isinstance(response, StreamingHttpResponse):
-        b"".join(response.streaming_content)
-    return len(captured)
 
 
 @pytest.fixture

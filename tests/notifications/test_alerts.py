@@ -27,14 +27,8 @@ from notifications import services
 from notifications.models import Alert, Event, WebhookDelivery, WebhookSubscription
 from notifications.tasks import send_alert_email
 from tests.factories import BusinessUnitFactory
+from tests.jobs.conftest import unreachable_source  # noqa: F401 (a fixture)
 from tests.jobs.helpers import scheduled_run
-from tests.kpis.conftest import (  # noqa: F401 (fixtures)
-    dev_initiative,
-    ops_initiative,
-    ops_job,
-    ops_kpi,
-    unreachable_source,
-)
 
 pytestmark = pytest.mark.django_db
 
