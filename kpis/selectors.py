@@ -70,6 +70,16 @@ CALENDAR_BUCKETS = {
 MAX_BUCKETS = 10_000
 
 
+def _aggregated(rows: QuerySet[Measurement], *keys: str) -> QuerySet[Any]:
+    """avg, min, max and count of the values per `keys` (annotated bucket columns), in key
+    order: the one bucketing query behind the API's buckets and the charts."""
+    return (
+        rows.values(*keys)
+        .annotate(avg=Avg("value"), low=Min("value"), high=Max("value"), n=Count("id"))
+        .order_by(*keys)
+    )
+
+
 class TooManyBuckets(Exception):
     """The range holds more than MAX_BUCKETS buckets of the chosen size."""
 
@@ -82,14 +92,9 @@ def calendar_buckets(
     trunc, size = CALENDAR_BUCKETS[bucket]
     if start and end and (end - start) / size > MAX_BUCKETS:
         raise TooManyBuckets
-    buckets = (
-        measurements_of(kpi, start, end)
-        .annotate(start=trunc("as_of"))
-        .values("start")
-        .annotate(avg=Avg("value"), min=Min("value"), max=Max("value"), count=Count("id"))
-        .order_by("start")
-    )[: MAX_BUCKETS + 1]
-    results = [[b["start"].isoformat(), b["avg"], b["min"], b["max"], b["count"]] for b in buckets]
+    rows = measurements_of(kpi, start, end).annotate(start=trunc("as_of"))
+    buckets = _aggregated(rows, "start")[: MAX_BUCKETS + 1]
+    results = [[b["start"].isoformat(), b["avg"], b["low"], b["high"], b["n"]] for b in buckets]
     if len(results) > MAX_BUCKETS:
         raise TooManyBuckets
     return results
@@ -144,15 +149,11 @@ def series_many(
     """`series` for several KPIs at once, in one query (one GROUP BY KPI and bucket)."""
     span = max((end - start).total_seconds(), 1.0)
     seconds = max(1, math.ceil(span / max(max_points - 1, 1)))
-    rows = (
-        Measurement.objects.filter(kpi__in=[k.pk for k in kpis], as_of__gte=start, as_of__lt=end)
-        .annotate(bucket=EpochBucket("as_of", seconds))
-        .values("kpi_id", "bucket")
-        .annotate(avg=Avg("value"), low=Min("value"), high=Max("value"), n=Count("id"))
-        .order_by("kpi_id", "bucket")
-    )
+    rows = Measurement.objects.filter(
+        kpi__in=[k.pk for k in kpis], as_of__gte=start, as_of__lt=end
+    ).annotate(bucket=EpochBucket("as_of", seconds))
     points: dict[int, list[tuple[int, float, float, float, int]]] = {k.pk: [] for k in kpis}
-    for r in rows:
+    for r in _aggregated(rows, "kpi_id", "bucket"):
         points[r["kpi_id"]].append((int(r["bucket"]), r["avg"], r["low"], r["high"], r["n"]))
     return {pk: Series(seconds, values) for pk, values in points.items()}
 
