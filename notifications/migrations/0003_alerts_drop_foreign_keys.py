@@ -1,5 +1,7 @@
-"""The foreign keys that 0002 turned into plain data go (in their own migration: PostgreSQL
-does not alter a table in the transaction that updated its rows with pending checks)."""
+"""The foreign keys that 0002 turned into plain data go, in a migration of their own: the
+schema change is kept apart from the data change, as Django's documentation advises for
+PostgreSQL. (Going back is possible on a database without alerts only: the old foreign key to
+the initiative cannot be null.)"""
 
 from __future__ import annotations
 
