@@ -9,10 +9,14 @@ from typing import TypeVar
 from django import forms
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.views.decorators.http import require_http_methods
 
 from bizdevops.errors import DomainError
 
 T = TypeVar("T")
+
+# A page with a form: shown by GET (and HEAD), sent by POST; other methods answer 405.
+require_get_or_post = require_http_methods(["GET", "HEAD", "POST"])
 
 
 def run_service(form: forms.Form, call: Callable[[], T]) -> T | None:

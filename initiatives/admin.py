@@ -24,6 +24,26 @@ if TYPE_CHECKING:
     from django.contrib.auth.models import User
 
 
+class ScopedToInitiatives:
+    """For the admins of models that belong to an initiative: the list, the change pages and
+    the initiative choices hold only the initiatives the user may see (through
+    `initiative_path`, e.g. "kpi__initiative__"). A superuser sees everything."""
+
+    initiative_path = "initiative__"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        return selectors.limit_to_visible(
+            super().get_queryset(request),  # type: ignore[misc]
+            request.user,
+            self.initiative_path,
+        )
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "initiative":
+            kwargs["queryset"] = selectors.limit_to_visible(Initiative.objects.all(), request.user)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)  # type: ignore[misc]
+
+
 class BusinessUnitForm(ServiceForm):
     class Meta:
         model = BusinessUnit
@@ -114,7 +134,9 @@ class HandoverInline(ReadOnlyInline):
 
 
 @admin.register(Initiative)
-class InitiativeAdmin(ServiceAdmin):
+class InitiativeAdmin(ScopedToInitiatives, ServiceAdmin):
+    initiative_path = ""
+
     list_display = [
         "key",
         "title",
@@ -128,7 +150,8 @@ class InitiativeAdmin(ServiceAdmin):
     list_filter = [
         "phase",
         "status",
-        "business_unit",
+        # Only the units of the initiatives listed (a stakeholder sees no other unit named).
+        ("business_unit", admin.RelatedOnlyFieldListFilter),
         ("accountable", admin.RelatedOnlyFieldListFilter),
     ]
     list_select_related = ["business_unit", "accountable"]
@@ -168,9 +191,6 @@ class InitiativeAdmin(ServiceAdmin):
             kwargs["queryset"] = people_with(Role.PROGRAM_MANAGER)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Initiative]:
-        return selectors.limit_to_visible(super().get_queryset(request), request.user)
-
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Initiative], search_term: str
     ) -> tuple[QuerySet[Initiative], bool]:
@@ -203,17 +223,12 @@ class HandoverForm(ServiceForm):
 
 
 @admin.register(Handover)
-class HandoverAdmin(ServiceAdmin):
+class HandoverAdmin(ScopedToInitiatives, ServiceAdmin):
     form = HandoverForm
     list_display = ["initiative", "from_user", "to_user", "handed_over_by", "at"]
     list_select_related = ["initiative", "from_user", "to_user", "handed_over_by"]
     list_filter = ["at"]
     search_fields = ["reason", "from_user__username", "to_user__username", "initiative__title"]
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
-        return selectors.limit_to_visible(
-            super().get_queryset(request), request.user, "initiative__"
-        )
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -236,18 +251,13 @@ class MembershipForm(ServiceForm):
 
 
 @admin.register(Membership)
-class MembershipAdmin(ServiceAdmin):
+class MembershipAdmin(ScopedToInitiatives, ServiceAdmin):
     form = MembershipForm
     list_display = ["initiative", "user", "role", "joined_at", "left_at"]
     list_select_related = ["initiative", "user"]
     list_filter = ["role", ("left_at", admin.EmptyFieldListFilter)]
     search_fields = ["user__username", "initiative__title"]
     actions = ["remove_from_team"]
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
-        return selectors.limit_to_visible(
-            super().get_queryset(request), request.user, "initiative__"
-        )
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -291,16 +301,11 @@ class IterationFeedbackForm(ServiceForm):
 
 
 @admin.register(Iteration)
-class IterationAdmin(ServiceAdmin):
+class IterationAdmin(ScopedToInitiatives, ServiceAdmin):
     list_display = ["initiative", "number", "happened_on", "has_feedback"]
     list_select_related = ["initiative"]
     search_fields = ["tried", "business_feedback", "initiative__title"]
     list_filter = ["happened_on"]
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
-        return selectors.limit_to_visible(
-            super().get_queryset(request), request.user, "initiative__"
-        )
 
     def get_form(
         self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any

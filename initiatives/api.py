@@ -15,7 +15,7 @@ from bizdevops.api import validated
 from initiatives import selectors, services
 from initiatives.filters import InitiativeApiFilter
 from initiatives.models import BusinessUnit, Initiative
-from initiatives.permissions import can_manage_units
+from initiatives.permissions import can_create_initiative, can_manage_units
 from initiatives.serializers import (
     BusinessUnitSerializer,
     BusinessUnitWriteSerializer,
@@ -60,6 +60,9 @@ class InitiativeList(generics.ListAPIView):
 
     @extend_schema(request=InitiativeWriteSerializer, responses={201: InitiativeSerializer})
     def post(self, request: Request) -> Response:
+        # The role first: a refused user learns nothing from the validation of the body
+        # (say, which business unit ids exist).
+        can_create_initiative.check(request.user)
         data = validated(InitiativeWriteSerializer, request)
         initiative = services.initiative_create(user=request.user, **data)
         return Response(

@@ -9,18 +9,16 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_http_methods, require_POST, require_safe
+from django.views.decorators.http import require_POST, require_safe
 
 from bizdevops.htmx import HtmxHttpRequest, partial_wanted, vary_on_htmx
 from bizdevops.permissions import Rule
-from bizdevops.web import refusal_status, run_service
+from bizdevops.web import refusal_status, require_get_or_post, run_service
 from initiatives import permissions, selectors, services
 from initiatives.filters import ArchiveFilter, InitiativeFilter
 from initiatives.forms import FeedbackForm, HandoverForm, InitiativeForm, IterationForm, MemberForm
 from initiatives.models import Initiative
 from initiatives.pages import initiative_page
-
-GET_POST = require_http_methods(["GET", "HEAD", "POST"])
 
 
 def _offered(rule: Rule, request: HtmxHttpRequest, initiative: Initiative) -> None:
@@ -80,7 +78,7 @@ def archive(request: HtmxHttpRequest) -> HttpResponse:
 
 
 @login_required
-@GET_POST
+@require_get_or_post
 def initiative_create(request: HtmxHttpRequest) -> HttpResponse:
     permissions.can_create_initiative.check(request.user)
     form = InitiativeForm(
@@ -106,7 +104,7 @@ def initiative_create(request: HtmxHttpRequest) -> HttpResponse:
 
 
 @login_required
-@GET_POST
+@require_get_or_post
 def initiative_edit(request: HtmxHttpRequest, key: str) -> HttpResponse:
     initiative = selectors.initiative_get(key, request.user)
     _offered(permissions.can_edit, request, initiative)
@@ -175,7 +173,7 @@ def member_remove(request: HtmxHttpRequest, key: str, membership_id: int) -> Htt
 
 
 @login_required
-@GET_POST
+@require_get_or_post
 def hand_over(request: HtmxHttpRequest, key: str) -> HttpResponse:
     initiative = selectors.initiative_get(key, request.user)
     _offered(permissions.can_hand_over, request, initiative)

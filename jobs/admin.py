@@ -6,7 +6,7 @@ from django import forms
 from django.contrib import admin
 
 from bizdevops.admin_forms import ReadOnlyAdmin, ServiceAdmin, ServiceForm
-from initiatives.selectors import limit_to_visible
+from initiatives.admin import ScopedToInitiatives
 from jobs import services
 from jobs.models import DataSource, Job, Run
 
@@ -46,7 +46,8 @@ class DataSourceAdmin(ServiceAdmin):
 
 
 @admin.register(Job)
-class JobAdmin(ReadOnlyAdmin):
+class JobAdmin(ScopedToInitiatives, ReadOnlyAdmin):
+    initiative_path = "kpi__initiative__"
     """Jobs are registered and edited by engineers on the Ops page (through the services);
     the admin reads them."""
 
@@ -55,19 +56,12 @@ class JobAdmin(ReadOnlyAdmin):
     list_filter = ["enabled", "source_kind", "schedule_kind"]
     search_fields = ["kpi__name", "kpi__initiative__title", "sql", "calculation"]
 
-    def get_queryset(self, request: Any) -> Any:
-        return limit_to_visible(super().get_queryset(request), request.user, "kpi__initiative__")
-
 
 @admin.register(Run)
-class RunAdmin(ReadOnlyAdmin):
+class RunAdmin(ScopedToInitiatives, ReadOnlyAdmin):
+    initiative_path = "job__kpi__initiative__"
     list_display = ["pk", "job", "scheduled_for", "trigger", "state", "attempt", "value", "worker"]
     list_select_related = ["job__kpi__initiative"]
     list_filter = ["state", "trigger", "scheduled_for"]
     search_fields = ["job__kpi__name", "error", "worker"]
     date_hierarchy = "scheduled_for"
-
-    def get_queryset(self, request: Any) -> Any:
-        return limit_to_visible(
-            super().get_queryset(request), request.user, "job__kpi__initiative__"
-        )

@@ -2,25 +2,35 @@
 
 from __future__ import annotations
 
+from django.db.models import OuterRef, Subquery
+
 from initiatives.models import Initiative
-from jobs.models import Job, RunState, Trigger
+from jobs.models import Job, Run, RunState, Trigger
 from phases.checks import CheckResult, register
 
 
 @register("kpi_jobs_trial_passed", "Every KPI has an enabled job whose last trial run succeeded")
 def kpi_jobs_trial_passed(initiative: Initiative) -> CheckResult:
+    """Two queries whatever the number of KPIs (the KPIs; their jobs with the last trial)."""
     kpis = list(initiative.kpis.all())
     if not kpis:
         return CheckResult(False, "No KPI defined.")
-    jobs = {job.kpi_id: job for job in Job.objects.filter(kpi__in=kpis)}
+    last_trial = Run.objects.filter(job=OuterRef("pk"), trigger=Trigger.TRIAL).order_by(
+        "-scheduled_for", "-id"
+    )
+    jobs = {
+        job.kpi_id: job
+        for job in Job.objects.filter(kpi__in=kpis).annotate(
+            last_trial_state=Subquery(last_trial.values("state")[:1])
+        )
+    }
     missing, failing = [], []
     for kpi in kpis:
         job = jobs.get(kpi.pk)
         if job is None or not job.enabled:
             missing.append(kpi.name)
             continue
-        last = job.runs.filter(trigger=Trigger.TRIAL).order_by("-scheduled_for").first()
-        if last is None or last.state != RunState.SUCCEEDED:
+        if job.last_trial_state != RunState.SUCCEEDED:
             failing.append(kpi.name)
     problems = []
     if missing:

@@ -13,17 +13,15 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.views.decorators.http import require_http_methods, require_POST, require_safe
+from django.views.decorators.http import require_POST, require_safe
 
 from bizdevops.errors import DomainError
 from bizdevops.htmx import HtmxHttpRequest, vary_on_htmx
-from bizdevops.web import refusal_status, run_service
+from bizdevops.web import refusal_status, require_get_or_post, run_service
 from jobs import permissions, scheduling, selectors, services
 from jobs.forms import JobForm
 from jobs.models import Job, Trigger
 from kpis.selectors import kpi_get
-
-GET_POST = require_http_methods(["GET", "HEAD", "POST"])
 
 
 @login_required
@@ -46,7 +44,7 @@ def _cleaned_job(form: JobForm) -> dict[str, Any]:
 
 
 @login_required
-@GET_POST
+@require_get_or_post
 def job_create(request: HtmxHttpRequest, kpi_id: int) -> HttpResponse:
     kpi = kpi_get(kpi_id, request.user)
     permissions.can_register_job.check(request.user, kpi.initiative)
@@ -71,7 +69,7 @@ def job_create(request: HtmxHttpRequest, kpi_id: int) -> HttpResponse:
 
 
 @login_required
-@GET_POST
+@require_get_or_post
 @vary_on_htmx
 def job_detail(request: HtmxHttpRequest, job_id: int) -> HttpResponse:
     job = selectors.job_get(job_id, request.user)

@@ -5,7 +5,7 @@ from typing import Any
 from django.contrib import admin
 
 from bizdevops.admin_forms import ReadOnlyAdmin, ServiceAdmin, ServiceForm
-from initiatives.selectors import limit_to_visible
+from initiatives.admin import ScopedToInitiatives
 from kpis import services
 from kpis.models import KPI, Measurement
 
@@ -25,28 +25,23 @@ class KPIForm(ServiceForm):
 
 
 @admin.register(KPI)
-class KPIAdmin(ServiceAdmin):
+class KPIAdmin(ScopedToInitiatives, ServiceAdmin):
     form = KPIForm
     list_display = ["name", "initiative", "unit", "direction", "target"]
     list_select_related = ["initiative"]
-    list_filter = ["direction", "initiative__business_unit"]
+    list_filter = ["direction", ("initiative__business_unit", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["name", "description", "initiative__title"]
-
-    def get_queryset(self, request: Any) -> Any:
-        return limit_to_visible(super().get_queryset(request), request.user, "initiative__")
 
     def get_readonly_fields(self, request: Any, obj: Any = None) -> Any:
         return ["initiative"] if obj is not None else []
 
 
 @admin.register(Measurement)
-class MeasurementAdmin(ReadOnlyAdmin):
+class MeasurementAdmin(ScopedToInitiatives, ReadOnlyAdmin):
+    initiative_path = "kpi__initiative__"
     list_display = ["kpi", "as_of", "value", "origin", "recorded_at"]
     list_select_related = ["kpi__initiative"]
-    list_filter = ["origin", "kpi__initiative__business_unit"]
+    list_filter = ["origin", ("kpi__initiative__business_unit", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["kpi__name", "kpi__initiative__title"]
     date_hierarchy = "as_of"
     show_full_result_count = False
-
-    def get_queryset(self, request: Any) -> Any:
-        return limit_to_visible(super().get_queryset(request), request.user, "kpi__initiative__")

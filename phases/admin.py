@@ -10,7 +10,7 @@ from django.http import HttpRequest
 
 from bizdevops.admin_forms import ServiceAdmin, ServiceForm
 from bizdevops.errors import DomainError
-from initiatives.selectors import limit_to_visible
+from initiatives.admin import ScopedToInitiatives
 from phases import services
 from phases.models import Criterion, CriterionKind, Gate, GateDecision, Tick
 
@@ -68,16 +68,13 @@ class TickForm(ServiceForm):
 
 
 @admin.register(Tick)
-class TickAdmin(ServiceAdmin):
+class TickAdmin(ScopedToInitiatives, ServiceAdmin):
     form = TickForm
     list_display = ["initiative", "criterion", "ticked_by", "ticked_at", "revoked_at"]
     list_select_related = ["initiative", "criterion", "ticked_by"]
     list_filter = ["criterion__gate", ("revoked_at", admin.EmptyFieldListFilter)]
     search_fields = ["initiative__title", "criterion__title", "ticked_by__username", "note"]
     actions = ["untick"]
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Tick]:
-        return limit_to_visible(super().get_queryset(request), request.user, "initiative__")
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -117,7 +114,7 @@ class DecisionForm(ServiceForm):
 
 
 @admin.register(GateDecision)
-class GateDecisionAdmin(ServiceAdmin):
+class GateDecisionAdmin(ScopedToInitiatives, ServiceAdmin):
     """Decisions are recorded (through the service) and then only read: the history is
     append-only."""
 
@@ -134,9 +131,6 @@ class GateDecisionAdmin(ServiceAdmin):
     list_select_related = ["initiative", "decided_by"]
     list_filter = ["decision", "to_phase", "decided_at"]
     search_fields = ["initiative__title", "rationale", "decided_by__username"]
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[GateDecision]:
-        return limit_to_visible(super().get_queryset(request), request.user, "initiative__")
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

@@ -19,6 +19,7 @@ from notifications import services as notification_services
 from phases import rules
 from phases.models import Criterion, Decision, GateDecision, Tick
 from tests.factories import BusinessUnitFactory, decide, make_initiative, trial_run_every_kpi
+from tests.test_url_access import hidden  # noqa: F401, F811 (a fixture)
 
 REGISTERED = sorted(
     (model._meta.app_label, model._meta.model_name) for model in admin.site._registry
@@ -520,3 +521,51 @@ def test_a_service_write_is_undone_when_the_page_is_shown_again(
     )
     assert response.status_code == 200
     assert not Initiative.objects.exists()
+
+
+def test_staff_who_is_a_stakeholder_of_another_unit_sees_none_of_it(
+    client: Any,
+    make_user: Any,
+    hidden: Any,  # noqa: F811 (the fixture)
+) -> None:
+    """The admin lists, change pages and initiative choices go through the same visibility as
+    the pages (a staff account that is only a business stakeholder, with every permission)."""
+    from django.contrib.auth.models import Permission
+
+    from bizdevops.roles import Role
+    from tests.factories import BusinessUnitFactory
+    from tests.test_url_access import MARKERS
+
+    staff = make_user(Role.BUSINESS_STAKEHOLDER, username="staff-lead", is_staff=True)
+    staff.user_permissions.set(Permission.objects.all())
+    BusinessUnitFactory(name="Retail").stakeholders.add(staff)
+    client.force_login(staff)
+    pages = [
+        f"/admin/{app}/{model}/"
+        for app, model in [
+            ("initiatives", "initiative"),
+            ("initiatives", "membership"),
+            ("initiatives", "iteration"),
+            ("phases", "tick"),
+            ("phases", "gatedecision"),
+            ("kpis", "kpi"),
+            ("kpis", "measurement"),
+            ("jobs", "job"),
+            ("jobs", "run"),
+        ]
+    ] + ["/admin/kpis/kpi/add/", "/admin/phases/tick/add/", "/admin/initiatives/iteration/add/"]
+    for url in pages:
+        response = client.get(url)
+        assert response.status_code == 200, url
+        content = response.content.decode()
+        assert not [what for what, text in MARKERS.items() if text in content], url
+    hidden_pages = [
+        f"/admin/initiatives/initiative/{hidden.initiative.pk}/change/",
+        f"/admin/kpis/kpi/{hidden.kpi.pk}/change/",
+        f"/admin/jobs/job/{hidden.job.pk}/change/",
+        f"/admin/jobs/run/{hidden.run.pk}/change/",
+    ]
+    for url in hidden_pages:
+        # The admin's answer for an object outside its queryset: back to the list.
+        response = client.get(url)
+        assert response.status_code == 302, url

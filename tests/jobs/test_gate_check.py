@@ -7,7 +7,7 @@ from jobs.services import job_register, job_update, run_execute, run_request
 from kpis.services import kpi_define
 from phases.checks import run_check
 from phases.models import Criterion, CriterionKind
-from tests.factories import make_initiative
+from tests.factories import make_initiative, trial_run_every_kpi
 
 pytestmark = pytest.mark.django_db
 
@@ -147,3 +147,16 @@ def test_other_initiatives_jobs_do_not_count(ops_initiative):
 
     assert run_check(CHECK, ops_initiative).satisfied is True
     assert run_check(CHECK, other).satisfied is False
+
+
+def test_the_check_runs_two_queries_whatever_the_number_of_kpis(
+    dev_initiative, pm, engineer, django_assert_num_queries
+):
+    for n in range(5):
+        kpi_define(initiative=dev_initiative, user=pm, name=f"Extra {n}")
+    trial_run_every_kpi(dev_initiative, user=engineer)
+
+    with django_assert_num_queries(2):
+        result = run_check(CHECK, dev_initiative)
+
+    assert result.satisfied, result.explanation
