@@ -8,10 +8,11 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import FieldDoesNotExist, PermissionDenied
 from django.db import models, transaction
 from django.http import HttpRequest
 
+from bizdevops import text
 from bizdevops.errors import DomainError
 
 
@@ -34,6 +35,29 @@ class ServiceForm(forms.ModelForm):
             self.add_error(field, error.message)
         except PermissionDenied as error:
             self.add_error(None, str(error) or "You may not do this.")
+
+
+class TextCheckedForm(forms.ModelForm):
+    """For the few admin pages that save a configuration row without a service (gates and
+    their criteria): its texts obey `bizdevops.text` like every text a service takes."""
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        for name, value in list(cleaned.items()):
+            try:
+                field = self._meta.model._meta.get_field(name)
+            except FieldDoesNotExist:
+                continue
+            if not isinstance(value, str) or not isinstance(
+                field, models.CharField | models.TextField
+            ):
+                continue
+            multiline = isinstance(field, models.TextField)
+            label = str(field.verbose_name).capitalize()
+            message = text.refusal(value, label, multiline=multiline)
+            if message is not None:
+                self.add_error(name, message)
+        return cleaned
 
 
 class ServiceAdmin(admin.ModelAdmin):

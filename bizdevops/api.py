@@ -21,6 +21,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from bizdevops import accounts
 from bizdevops.errors import DomainError
 
 
@@ -62,10 +63,26 @@ def _django_error(exc: Exception) -> Response | None:
     return None
 
 
+def _fields_of(detail: Any) -> Any:
+    """Field → messages. The errors of a list body (per item index, as a dict or a list with
+    an empty dict for each item that is fine) become "[index].field" → messages."""
+    if isinstance(detail, list) and any(isinstance(item, dict) for item in detail):
+        detail = {index: item for index, item in enumerate(detail) if item}
+    if isinstance(detail, dict) and detail and all(isinstance(key, int) for key in detail):
+        fields: dict[str, Any] = {}
+        for index, item in detail.items():
+            if isinstance(item, dict):
+                fields.update({f"[{index}].{name}": errors for name, errors in item.items()})
+            else:
+                fields[f"[{index}]"] = item
+        return fields
+    return detail if isinstance(detail, dict) else {"non_field_errors": detail}
+
+
 def _reshaped(exc: Exception, response: Response) -> Response:
     """DRF's answer to its own exceptions, in the API's shape."""
     if isinstance(exc, exceptions.ValidationError):
-        detail = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+        detail = _fields_of(exc.detail)
         response.data = {
             "error": {"code": "invalid", "message": "Invalid input.", "fields": detail}
         }
@@ -143,7 +160,18 @@ class TokenView(ObtainAuthToken):
         tags=["auth"],
     )
     def post(self, request: Any, *args: Any, **kwargs: Any) -> Response:
-        return super().post(request, *args, **kwargs)
+        try:
+            return super().post(request, *args, **kwargs)
+        except exceptions.ValidationError:
+            # django-axes counts this failure like one on the HTML login and flags the request
+            # when the username or the client is locked out: say so instead of "wrong password".
+            if getattr(request, "axes_locked_out", False):
+                raise exceptions.Throttled(
+                    wait=accounts.cooloff_seconds(),
+                    detail=accounts.lockout_message(),
+                    code="locked_out",
+                ) from None
+            raise
 
 
 def healthz(request: HttpRequest) -> JsonResponse:

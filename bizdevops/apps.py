@@ -1,11 +1,18 @@
 from __future__ import annotations
 
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 
 
 class BizDevOpsConfig(AppConfig):
-    """The project package as an app: its management commands (seed_demo, devserver) and
-    the demo warehouse task. It has no models."""
+    """The project package as an app: its management commands (seed_demo, devserver,
+    grant_runtime_role, flush) and the demo warehouse task. It has no models; it grants the
+    runtime database role after every migrate (bizdevops.history)."""
 
     name = "bizdevops"
     verbose_name = "BizDevOps"
+
+    def ready(self) -> None:
+        from bizdevops.history import grant_after_migrate
+
+        post_migrate.connect(grant_after_migrate, dispatch_uid="bizdevops.grant_runtime_role")

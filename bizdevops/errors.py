@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from bizdevops import text
+
 
 class DomainError(Exception):
     """A rule refused the action. `field` names the input at fault, when there is one."""
@@ -34,9 +36,19 @@ def reject_unknown(changes: Iterable[str], allowed: Iterable[str]) -> None:
         raise DomainError(f"Unknown fields: {', '.join(sorted(unknown))}.")
 
 
-def require_text(value: str | None, field: str, label: str) -> str:
-    """The stripped text, or a 'required' error on the field."""
+def clean_text(value: str | None, field: str, label: str, *, multiline: bool = False) -> str:
+    """The stripped text, refusing on the field any character `bizdevops.text` refuses
+    (controls, direction overrides, invisible characters; line breaks unless `multiline`)."""
     value = (value or "").strip()
+    message = text.refusal(value, label, multiline=multiline)
+    if message is not None:
+        raise DomainError(message, field=field, code="invalid_character")
+    return value
+
+
+def require_text(value: str | None, field: str, label: str, *, multiline: bool = False) -> str:
+    """`clean_text`, or a 'required' error on the field when nothing is left."""
+    value = clean_text(value, field, label, multiline=multiline)
     if not value:
         raise DomainError(f"{label} is required.", field=field, code="required")
     return value

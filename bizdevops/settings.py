@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import environ
+from csp.constants import NONCE, NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -45,6 +47,8 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",
+    "csp",
     # Ours, from the bottom layer up (docs/architecture.md): each imports only those above it
     # in this list.
     "bizdevops",
@@ -57,6 +61,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -66,6 +71,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "bizdevops.middleware.DomainErrorMiddleware",
+    # Last (django-axes): turns a locked-out login into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "bizdevops.urls"
@@ -99,6 +106,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# PostgreSQL: the role the web, worker and beat connect as (it must own nothing). `migrate`,
+# run as the owner, grants it INSERT and SELECT on history tables and SELECT, INSERT, UPDATE,
+# DELETE on the others (bizdevops.history). Empty: no grants.
+DATABASE_RUNTIME_ROLE = env.str("DATABASE_RUNTIME_ROLE", default="")
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -108,6 +119,28 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# django-axes first: it refuses a locked-out username or client before the password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Login throttling (HTML login, admin login and POST /api/v1/auth/token/), counted in the
+# database: after AXES_FAILURE_LIMIT failures the username is locked out (whatever the client:
+# a guess spread over many addresses) and so is the client (whatever the username: a spray of
+# many usernames), until AXES_COOLOFF_MINUTES pass without a new failure or an admin deletes
+# the attempts (admin "Access attempts", `manage.py axes_reset_username`). 0: until reset.
+AXES_FAILURE_LIMIT: int = env.int("AXES_FAILURE_LIMIT", default=5)
+_cooloff_minutes: float = env.float("AXES_COOLOFF_MINUTES", default=15)
+AXES_COOLOFF_TIME = dt.timedelta(minutes=_cooloff_minutes) if _cooloff_minutes > 0 else None
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+# A success must not reset the counters: an attacker could clear its address's count by
+# signing in to its own account between guesses.
+AXES_RESET_ON_SUCCESS = False
+# Every failure is also logged (admin "Access failures"), at most 1000 rows per username.
+AXES_ENABLE_ACCESS_FAILURE_LOG = True
+# Clients are identified like the API throttles identify them (API_NUM_PROXIES).
+AXES_CLIENT_IP_CALLABLE = "bizdevops.accounts.client_ip"
+AXES_LOCKOUT_CALLABLE = "bizdevops.accounts.lockout_response"
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
@@ -140,11 +173,56 @@ if not DEBUG:
     CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=True)
     SECURE_CONTENT_TYPE_NOSNIFF = True
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    # Plain HTTP is redirected to https (behind a TLS proxy: it must set X-Forwarded-Proto);
+    # /healthz stays reachable over plain HTTP for a load balancer's probe. HSTS tells browsers
+    # to use https only for this long; 0 sends no header (docker-compose on plain localhost).
+    SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+    SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31_536_000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+    SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=True)
+
+# Content-Security-Policy on every response, with DEBUG too (so the browser tests see any
+# violation): scripts, styles, images, fonts and connections from this origin only, no inline
+# script and no eval. The Swagger UI page's init script carries the request's nonce; the ReDoc
+# page alone allows inline styles and blob: workers (bizdevops/api_urls.py).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, NONCE],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "worker-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
 
 # Celery: Redis when REDIS_URL is set; otherwise kombu's filesystem transport under var/,
 # so `make run` needs no server.
 REDIS_URL: str = env.str("REDIS_URL", default="")
 CELERY_BROKER_URL: str = env.str("CELERY_BROKER_URL", default=REDIS_URL or "filesystem://")
+# The cache holds the API throttle counters: in Redis when REDIS_URL is set, so that every web
+# process counts against one budget; otherwise in this process's memory, which is enough for
+# the embedded default (one web process). Several web processes need REDIS_URL.
+CACHE_KEY_PREFIX: str = env.str("CACHE_KEY_PREFIX", default="bizdevops")
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": CACHE_KEY_PREFIX,
+        "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+    }
+    if REDIS_URL
+    else {
+        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+        "KEY_PREFIX": CACHE_KEY_PREFIX,
+    }
+}
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _queue_dir = VAR_DIR / "celery"
     for _folder in ("queue", "processed", "control"):
@@ -183,17 +261,41 @@ KPI_DISPATCH_INTERVAL_SECONDS: float = env.float("KPI_DISPATCH_INTERVAL_SECONDS"
 KPI_REAPER_INTERVAL_SECONDS: float = env.float("KPI_REAPER_INTERVAL_SECONDS", default=60.0)
 KPI_RUN_GRACE_SECONDS: int = env.int("KPI_RUN_GRACE_SECONDS", default=120)
 KPI_RUN_MAX_DELIVERIES: int = env.int("KPI_RUN_MAX_DELIVERIES", default=5)
+# SQL sources: the largest value (as text, in bytes) a query may return; on SQLite also the
+# largest string or blob it may build.
+KPI_SQL_MAX_BYTES: int = env.int("KPI_SQL_MAX_BYTES", default=65_536)
 # Outbound HTTP for sources: timeouts and the largest response read.
 KPI_HTTP_CONNECT_TIMEOUT: float = env.float("KPI_HTTP_CONNECT_TIMEOUT", default=5.0)
 KPI_HTTP_MAX_BYTES: int = env.int("KPI_HTTP_MAX_BYTES", default=1_000_000)
-# Webhooks: attempts per delivery (exponential backoff) and the request timeout.
+# CA certificates (PEM file) that outbound https trusts; empty: certifi's bundle.
+OUTBOUND_CA_BUNDLE: str = env.str("OUTBOUND_CA_BUNDLE", default="")
+# Webhooks: attempts per delivery (exponential backoff), the deadline of one POST, and the
+# Celery time limits of a delivery task (margins for the database work around the POST).
 WEBHOOK_MAX_ATTEMPTS: int = env.int("WEBHOOK_MAX_ATTEMPTS", default=6)
 WEBHOOK_TIMEOUT_SECONDS: float = env.float("WEBHOOK_TIMEOUT_SECONDS", default=10.0)
+WEBHOOK_SOFT_TIME_LIMIT: float = env.float(
+    "WEBHOOK_SOFT_TIME_LIMIT", default=WEBHOOK_TIMEOUT_SECONDS + 10
+)
+WEBHOOK_TIME_LIMIT: float = env.float("WEBHOOK_TIME_LIMIT", default=WEBHOOK_TIMEOUT_SECONDS + 30)
 SITE_URL: str = env.str("SITE_URL", default="http://127.0.0.1:8000")
 # The demo warehouse (a SQLite file built by seed_demo; refreshed every minute with DEBUG on).
 DEMO_WAREHOUSE_PATH = env.path("DEMO_WAREHOUSE_PATH", default=VAR_DIR / "warehouse.sqlite3")
+# Input bounds: how deep a JSON document (API body, fetched source) may nest; the largest
+# |value| of a measurement and how far in the future its as_of may lie.
+JSON_MAX_DEPTH: int = env.int("JSON_MAX_DEPTH", default=64)
+MEASUREMENT_MAX_ABS_VALUE: float = env.float("MEASUREMENT_MAX_ABS_VALUE", default=1e15)
+MEASUREMENT_MAX_FUTURE_SECONDS: int = env.int("MEASUREMENT_MAX_FUTURE_SECONDS", default=300)
+if not 0 < MEASUREMENT_MAX_ABS_VALUE < float("inf") or JSON_MAX_DEPTH < 1:
+    raise ImproperlyConfigured(
+        "MEASUREMENT_MAX_ABS_VALUE must be a positive finite number and JSON_MAX_DEPTH ≥ 1."
+    )
 
 REST_FRAMEWORK = {
+    "DEFAULT_PARSER_CLASSES": [
+        "bizdevops.parsers.DepthLimitedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",

@@ -8,6 +8,8 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
+from bizdevops.history import AppendOnlyModel
+
 KEY_PREFIX = "BDO-"
 TIMEBOX_MIN_WEEKS = 1
 TIMEBOX_MAX_WEEKS = 12
@@ -40,25 +42,6 @@ class TeamRole(models.TextChoices):
 # Who operates an initiative's jobs in Ops, and who builds in Dev.
 ENGINEER_ROLES = frozenset({TeamRole.DATA_ENGINEER, TeamRole.DEVOPS_ENGINEER})
 BUILDER_ROLES = frozenset({TeamRole.DATA_SCIENTIST, *ENGINEER_ROLES})
-
-
-class AppendOnlyModel(models.Model):
-    """Audit rows: written once by a service, never changed or deleted afterwards.
-
-    On PostgreSQL a trigger (see the migrations) refuses UPDATE and DELETE as well, so
-    not even a queryset update or raw SQL can rewrite history.
-    """
-
-    class Meta:
-        abstract = True
-
-    def save(self, *args: object, **kwargs: object) -> None:
-        if not self._state.adding:
-            raise PermissionError(f"{type(self).__name__} rows are append-only.")
-        super().save(*args, **kwargs)  # type: ignore[arg-type]
-
-    def delete(self, *args: object, **kwargs: object) -> tuple[int, dict[str, int]]:
-        raise PermissionError(f"{type(self).__name__} rows are append-only.")
 
 
 class BusinessUnit(models.Model):

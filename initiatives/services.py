@@ -9,7 +9,13 @@ from typing import TYPE_CHECKING, Any
 from django.db import transaction
 from django.utils import timezone
 
-from bizdevops.errors import ConflictError, DomainError, reject_unknown, require_text
+from bizdevops.errors import (
+    ConflictError,
+    DomainError,
+    clean_text,
+    reject_unknown,
+    require_text,
+)
 from bizdevops.roles import Role, has_role
 from initiatives import permissions
 from initiatives.models import (
@@ -68,6 +74,11 @@ def require_open(initiative: Initiative) -> None:
         )
 
 
+def _story_text(field: str, value: str | None) -> str:
+    label = field.replace("_", " ").capitalize()  # "business_problem": "Business problem"
+    return clean_text(value, field, label, multiline=True)
+
+
 def _check_timebox(weeks: int) -> None:
     if not TIMEBOX_MIN_WEEKS <= weeks <= TIMEBOX_MAX_WEEKS:
         raise DomainError(
@@ -98,6 +109,7 @@ def business_unit_save(
     """Create or update a business unit (admins only). Stakeholders must hold the role."""
     permissions.can_manage_units.check(user)
     name = require_text(name, "name", "Name")
+    description = clean_text(description, "description", "Description", multiline=True)
     clash = BusinessUnit.objects.filter(name__iexact=name)
     if unit is not None:
         clash = clash.exclude(pk=unit.pk)
@@ -139,13 +151,15 @@ def initiative_create(
         permissions.can_name_accountable.check(user)
     _check_program_manager(accountable, "accountable")
     _check_timebox(dev_timebox_weeks)
+    title = require_text(title, "title", "Title")
+    story = {field: _story_text(field, value) for field, value in story.items()}
     initiative = Initiative.objects.create(
-        title=require_text(title, "title", "Title"),
+        title=title,
         business_unit=business_unit,
         accountable=accountable,
         dev_timebox_weeks=dev_timebox_weeks,
         created_by=user,
-        **{field: (value or "").strip() for field, value in story.items()},
+        **story,
     )
     return initiative
 
@@ -168,7 +182,7 @@ def initiative_update(*, initiative: Initiative, user: User, **changes: Any) -> 
         _check_timebox(changes["dev_timebox_weeks"])
     for field in STORY_FIELDS:
         if field in changes:
-            changes[field] = (changes[field] or "").strip()
+            changes[field] = _story_text(field, changes[field])
     for field, value in changes.items():
         setattr(initiative, field, value)
     initiative.save(update_fields=[*changes, "updated_at"])
@@ -178,7 +192,7 @@ def initiative_update(*, initiative: Initiative, user: User, **changes: Any) -> 
 @transaction.atomic
 def initiative_hand_over(*, initiative: Initiative, to: User, reason: str, user: User) -> Handover:
     """Move accountability to another program manager, recording from, to, why, who, when."""
-    reason = require_text(reason, "reason", "A reason")
+    reason = require_text(reason, "reason", "A reason", multiline=True)
     initiative = _lock(initiative)
     permissions.can_hand_over.check(user, initiative)
     require_open(initiative)
@@ -248,6 +262,7 @@ def member_remove(
     initiative = _lock(membership.initiative)
     permissions.can_staff.check(user, initiative)
     require_open(initiative)
+    reason = clean_text(reason, "reason", "A reason")
     changed = Membership.objects.filter(pk=membership.pk, left_at__isnull=True).update(
         left_at=timezone.now(), removed_by=user, leave_reason=reason[:200]
     )
@@ -272,12 +287,14 @@ def iteration_add(
     require_open(initiative)
     if initiative.phase != Phase.DEV:
         raise ConflictError("Iterations are recorded in Dev.", code="wrong_phase")
-    tried = require_text(tried, "tried", "What was tried")
+    tried = require_text(tried, "tried", "What was tried", multiline=True)
     happened_on = happened_on or timezone.localdate()
     if happened_on > timezone.localdate():
         raise DomainError("An iteration cannot happen in the future.", field="happened_on")
     last = initiative.iterations.order_by("-number").values_list("number", flat=True).first()
-    feedback = (business_feedback or "").strip()
+    feedback = clean_text(
+        business_feedback, "business_feedback", "Business feedback", multiline=True
+    )
     return Iteration.objects.create(
         initiative=initiative,
         number=(last or 0) + 1,
@@ -300,7 +317,7 @@ def iteration_record_feedback(
     if initiative.phase != Phase.DEV:
         raise ConflictError("Business feedback on iterations is given in Dev.", code="wrong_phase")
     iteration.business_feedback = require_text(
-        business_feedback, "business_feedback", "Business feedback"
+        business_feedback, "business_feedback", "Business feedback", multiline=True
     )
     iteration.feedback_at = timezone.now()
     iteration.save(update_fields=["business_feedback", "feedback_at"])

@@ -16,7 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from bizdevops import crypto, queue
-from bizdevops.errors import ConflictError, DomainError, reject_unknown, require_text
+from bizdevops.errors import ConflictError, DomainError, clean_text, reject_unknown, require_text
 from initiatives.models import ENGINEER_ROLES, Initiative, Membership, Phase, Status
 from initiatives.services import initiative_lock, require_open
 from jobs import permissions, scheduling, sources
@@ -35,7 +35,7 @@ from jobs.models import (
     retry_backoff,
 )
 from kpis.models import KPI, Origin
-from kpis.services import kpi_status_check, measurement_record
+from kpis.services import kpi_status_check, measurement_check, measurement_record
 from notifications import services as notifications
 from notifications.models import Alert, Event
 
@@ -107,14 +107,36 @@ def data_source_save(
         raise DomainError("Give the URL or the environment variable that holds it.", field="url")
     source.name, source.kind = name, data_kind
     source.allow_private_addresses = allow_private_addresses
-    source.description = description
+    source.description = clean_text(description, "description", "The description", multiline=True)
     if url:
         source.url_encrypted, source.url_env = crypto.encrypt(url), ""
         source.display_url = crypto.redact(url)
     elif url_env:
         source.url_env, source.url_encrypted, source.display_url = url_env, "", f"${url_env}"
+    if data_kind == DataSourceKind.DATABASE:
+        _check_database_role(url or (crypto.from_env(url_env) or "" if url_env else ""), url_env)
     source.save()
     return source
+
+
+ROLE_CHECK_TIMEOUT_SECONDS = 5
+
+
+def _check_database_role(url: str, url_env: str) -> None:
+    """Refuse a PostgreSQL role that may do more than read (sources.check_database_role).
+
+    Checked when a URL is given, or an environment variable that is set in this process. A
+    server that cannot be reached now, or a URL only the workers' environment holds, does not
+    stop the save: the same check runs before every run and refuses the run instead.
+    """
+    if not url:
+        return
+    try:
+        sources.check_database_role(url, timeout=ROLE_CHECK_TIMEOUT_SECONDS)
+    except sources.TransientSourceError:
+        log.info("Data source not reachable at save; its role is checked at every run.")
+    except sources.SourceError as error:
+        raise DomainError(str(error), field="url_env" if url_env else "url") from None
 
 
 # Jobs ----------------------------------------------------------------------------------------
@@ -174,7 +196,15 @@ def _check_source(kind: SourceKind, values: dict[str, Any]) -> None:
         raise DomainError(str(error), field=field) from None
 
 
+JOB_TEXTS = {"cron": "The cron expression", "http_path": "The path", "json_path": "The JSON path"}
+
+
 def _check_job(values: dict[str, Any]) -> None:
+    for field, label in JOB_TEXTS.items():
+        if field in values:
+            values[field] = clean_text(values[field], field, label)
+    if "sql" in values:
+        values["sql"] = clean_text(values["sql"], "sql", "The query", multiline=True)
     scheduling.check_schedule(
         values["schedule_kind"], values.get("cron", ""), values.get("interval_seconds")
     )
@@ -363,10 +393,12 @@ def run_start(*, run_id: int, worker: str) -> Run | None:
 @transaction.atomic
 def run_succeed(*, run: Run, value: float) -> Run:
     """Record the value and the run's success in one transaction. Trial runs only test the
-    job; they write no measurement."""
+    job; they write no measurement, but their value must be one that could be recorded. A
+    value out of the measurement bounds raises DomainError and nothing is written."""
     locked = Run.objects.select_for_update().get(pk=run.pk)
     if locked.is_finished:
         return locked
+    measurement_check(as_of=run.scheduled_for, value=value)
     if run.trigger != Trigger.TRIAL:
         measurement_record(
             kpi=run.job.kpi,
@@ -461,7 +493,11 @@ def run_execute(*, run_id: int, worker: str = "") -> Outcome:
         return run_fail(
             run=run, error=f"Unexpected error: {type(error).__name__}: {error}", retry=False
         )
-    run_succeed(run=run, value=value)
+    try:
+        run_succeed(run=run, value=value)
+    except DomainError as error:
+        # Out of the measurement bounds: the same answer next time, so no retry.
+        return run_fail(run=run, error=f"The result was refused: {error.message}", retry=False)
     return Outcome(RunState.SUCCEEDED)
 
 

@@ -4,6 +4,7 @@ fails) or TransientSourceError (the run is retried)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import sqlite3
 import time
@@ -14,11 +15,14 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urljoin, urlsplit
 
 import psycopg2
+import psycopg2.errorcodes
 import sqlparse
+from django.conf import settings
 from jsonpath_ng import parse as jsonpath_parse
 from jsonpath_ng.exceptions import JsonPathLexerError, JsonPathParserError
 
 from bizdevops import crypto, http
+from jobs import datasource_roles
 from jobs.models import SourceKind
 
 if TYPE_CHECKING:
@@ -42,33 +46,89 @@ def data_source_url(source: DataSource) -> str:
     return crypto.decrypt(source.url_encrypted)
 
 
+def describe(value: Any) -> str:
+    """What kind of value this is, in words: errors name the type, never the value (a run
+    error is seen by more people than the data, and is a channel far wider than a number)."""
+    if value is None:
+        return "no value (NULL)"
+    if isinstance(value, bool):
+        return "a true/false value"
+    if isinstance(value, str):
+        return "a text value"
+    if isinstance(value, bytes | bytearray | memoryview):
+        return "a binary value"
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return "a date/time value"
+    if isinstance(value, dt.timedelta):
+        return "an interval"
+    if isinstance(value, dict):
+        return "an object (dict)"
+    if isinstance(value, list | tuple):
+        return "a list"
+    return f"a value of type {type(value).__name__}"
+
+
 def as_number(value: Any, where: str) -> float:
     if isinstance(value, bool) or value is None:
-        raise SourceError(f"{where} gave {value!r}, not a number.")
+        raise SourceError(f"{where} gave {describe(value)}, not a number.")
     if isinstance(value, int | float | Decimal):
         number = float(value)
     elif isinstance(value, str):
         try:
             number = float(value)
         except ValueError:
-            raise SourceError(f"{where} gave {value!r}, not a number.") from None
+            raise SourceError(f"{where} gave {describe(value)}, not a number.") from None
     else:
-        raise SourceError(f"{where} gave a {type(value).__name__}, not a number.")
+        raise SourceError(f"{where} gave {describe(value)}, not a number.")
     if not math.isfinite(number):
-        raise SourceError(f"{where} gave {number}, not a finite number.")
+        raise SourceError(f"{where} gave an infinite or NaN number, not a finite number.")
     return number
 
 
 # SQL -------------------------------------------------------------------------------------
 
 
+# Inside the one statement, at any depth (a WITH clause included): words that write or lock.
+WRITE_KEYWORDS = frozenset({"INSERT", "UPDATE", "DELETE", "MERGE"})
+LOCK_STRENGTHS = frozenset({"UPDATE", "SHARE", "NO", "KEY"})
+
+
+def _refuse_writes_inside(statement: sqlparse.sql.Statement) -> None:
+    words = [
+        token
+        for token in statement.flatten()
+        if not token.is_whitespace and token.ttype not in sqlparse.tokens.Comment
+    ]
+    for index, token in enumerate(words):
+        if token.ttype not in sqlparse.tokens.Keyword:  # Keyword.DML and .DDL are inside
+            continue
+        word = token.normalized.upper()
+        following = words[index + 1].normalized.upper() if index + 1 < len(words) else ""
+        if word == "FOR" and following in LOCK_STRENGTHS:
+            raise SourceError(
+                "The query may only read: a locking clause (FOR UPDATE, FOR SHARE) is not allowed."
+            )
+        if word in WRITE_KEYWORDS:
+            raise SourceError(
+                f"The query may only read: {word} is not allowed, not even inside a WITH clause."
+            )
+        if word == "INTO":
+            raise SourceError(
+                "The query may only read: SELECT ... INTO creates a table and is not allowed."
+            )
+        if token.ttype in sqlparse.tokens.DDL:
+            raise SourceError(f"The query may only read: {word} is not allowed.")
+
+
 def check_select(sql: str) -> str:
-    """One SELECT (or WITH ... SELECT) statement, else SourceError.
+    """One SELECT (or WITH ... SELECT) statement that only reads, else SourceError.
 
     No semicolon is allowed but one at the end, not even inside a string literal: parsers
     disagree about quoting (sqlparse reads `\\'` as an escaped quote, PostgreSQL does not), and
     a second statement could `COMMIT` the read-only transaction and write. Without a
-    semicolon the server cannot see a second statement at all.
+    semicolon the server cannot see a second statement at all. A data-modifying WITH, a
+    `SELECT ... INTO` and a locking clause are refused here, at registration; the read-only
+    transaction would refuse them at run time too.
     """
     query = (sql or "").strip()
     while query.endswith(";"):
@@ -80,51 +140,134 @@ def check_select(sql: str) -> str:
     statements = [s for s in sqlparse.parse(query) if s.value.strip()]
     if len(statements) != 1 or statements[0].get_type() != "SELECT":
         raise SourceError("Only a SELECT query is allowed.")
+    _refuse_writes_inside(statements[0])
     return query
 
 
-def _one_number(rows: list[tuple[Any, ...]]) -> float:
+def _one_number(rows: list[tuple[Any, ...]], columns: int) -> float:
+    if columns != 1:
+        raise SourceError(f"The query returned {columns} columns; it must return exactly one.")
     if not rows:
         raise SourceError("The query returned no row; it must return exactly one number.")
     if len(rows) > 1:
         raise SourceError("The query returned more than one row; it must return exactly one.")
-    if len(rows[0]) != 1:
-        raise SourceError(f"The query returned {len(rows[0])} columns; it must return exactly one.")
-    return as_number(rows[0][0], "The query")
+    return as_number(rows[0][0], "The query (column 1)")
 
 
 def run_sql(source: DataSource, sql: str, timeout: float) -> float:
     query = check_select(sql)
     url = data_source_url(source)
     scheme = urlsplit(url).scheme
-    if scheme in {"postgres", "postgresql", "pgsql"}:
+    if scheme in POSTGRES_SCHEMES:
         return _run_postgres(url, query, timeout)
     if scheme == "sqlite":
         return _run_sqlite(url, query, timeout)
     raise SourceError(f"Unsupported database scheme {scheme!r} (postgres or sqlite).")
 
 
-def _run_postgres(url: str, query: str, timeout: float) -> float:
+POSTGRES_SCHEMES = frozenset({"postgres", "postgresql", "pgsql"})
+
+
+def _refuse_privileged_role(cursor: Any) -> None:
+    name, problems = datasource_roles.role_problems(cursor)
+    if problems:
+        raise SourceError(
+            f"The data source logs in as the PostgreSQL role {name!r}, which "
+            f"{'; '.join(problems)}. A data source must log in as a role that can only read: "
+            "see `manage.py datasource_role`."
+        )
+
+
+def _connect_postgres(url: str, timeout: float) -> Any:
     try:
-        connection = psycopg2.connect(url, connect_timeout=max(1, int(timeout)))
+        return psycopg2.connect(url, connect_timeout=max(1, int(timeout)))
     except psycopg2.OperationalError as error:
         raise TransientSourceError(f"Cannot connect to the database: {error}".strip()) from None
+
+
+def check_database_role(url: str, timeout: float = 10) -> None:
+    """Refuse (SourceError) a PostgreSQL URL whose role may do more than read; a server that
+    cannot be reached is a TransientSourceError. Other schemes pass: SQLite opens read-only."""
+    if urlsplit(url).scheme not in POSTGRES_SCHEMES:
+        return
+    connection = _connect_postgres(url, timeout)
     try:
         with connection, connection.cursor() as cursor:
-            # A read-only transaction refuses every write, whatever the SQL says; production
-            # data sources should also log in with a SELECT-only role.
             cursor.execute("SET TRANSACTION READ ONLY")
-            cursor.execute("SET LOCAL statement_timeout = %s", [int(timeout * 1000)])
-            cursor.execute(query)
-            return _one_number(cursor.fetchmany(2))
+            _refuse_privileged_role(cursor)
+    except psycopg2.OperationalError as error:
+        raise TransientSourceError(f"The database connection failed: {error}".strip()) from None
+    except psycopg2.Error as error:
+        raise SourceError(_server_refused(error, "The database refused the role check")) from None
+    finally:
+        connection.close()
+
+
+def _server_refused(error: psycopg2.Error, what: str) -> str:
+    """The SQLSTATE and its name, not the server's text: that text can carry data (`invalid
+    input syntax for type integer: "<a value>"`, or a value turned into a table name through
+    query_to_xml)."""
+    code = error.pgcode or ""
+    name = (psycopg2.errorcodes.lookup(code) or "").lower().replace("_", " ") if code else ""
+    detail = f" ({code}: {name})" if name else f" ({code})" if code else ""
+    return (
+        f"{what}{detail}. Run the query in a SQL client as the same role to see the server's "
+        "message."
+    )
+
+
+def _wrapped(query: str, max_bytes: int) -> str:
+    # The server measures each value and sends NULL in place of one that is too big, so no
+    # oversized value ever crosses the wire. The user's query sits after our select list
+    # (whatever it does to the FROM clause, the cap stays) and on lines of its own (a
+    # trailing `--` comment cannot swallow the closing parenthesis). OFFSET 0 keeps the
+    # value computed once per row.
+    # Running the user's query is the point: check_select has vetted it.
+    cap = int(max_bytes)
+    return (
+        f"SELECT CASE WHEN octet_length(v::text) > {cap} THEN NULL ELSE v END, "  # noqa: S608
+        f"octet_length(v::text) FROM (SELECT * FROM (\n{query}\n) AS q0(v) OFFSET 0) AS q "
+        "LIMIT 2"
+    )
+
+
+def _run_postgres(url: str, query: str, timeout: float) -> float:
+    max_bytes = settings.KPI_SQL_MAX_BYTES
+    connection = _connect_postgres(url, timeout)
+    try:
+        with connection:
+            with connection.cursor() as cursor:
+                # A read-only transaction refuses every write, whatever the SQL says; the role
+                # check refuses the roles that reach past it (files, programs, dblink).
+                cursor.execute("SET TRANSACTION READ ONLY")
+                cursor.execute("SET LOCAL statement_timeout = %s", [int(timeout * 1000)])
+                _refuse_privileged_role(cursor)
+                # The columns without a row: LIMIT 0 plans the query and stops.
+                cursor.execute(f"SELECT * FROM (\n{query}\n) AS q LIMIT 0")  # noqa: S608
+                columns = len(cursor.description or ())
+            if columns != 1:
+                return _one_number([], columns)
+            # A server-side cursor: at most two rows come over, each value capped above.
+            with connection.cursor(name="kpi_value") as named:
+                named.execute(_wrapped(query, max_bytes))
+                rows = named.fetchmany(2)
+            for _, size in rows:
+                if size is not None and size > max_bytes:
+                    raise SourceError(
+                        f"The query returned a value of {size} bytes, more than the "
+                        f"{max_bytes} bytes allowed (KPI_SQL_MAX_BYTES)."
+                    )
+            return _one_number([(value,) for value, _ in rows], columns)
     except psycopg2.errors.QueryCanceled:
         raise SourceError(f"The query ran longer than {timeout:g} s and was stopped.") from None
     except psycopg2.errors.ReadOnlySqlTransaction:
         raise SourceError("The query tried to write; data sources are read-only.") from None
     except psycopg2.OperationalError as error:
+        if error.pgcode:
+            raise TransientSourceError(_server_refused(error, "The database failed")) from None
         raise TransientSourceError(f"The database connection failed: {error}".strip()) from None
     except psycopg2.Error as error:
-        raise SourceError(f"The database refused the query: {error}".strip()) from None
+        raise SourceError(_server_refused(error, "The database refused the query")) from None
     finally:
         connection.close()
 
@@ -138,11 +281,23 @@ def _run_sqlite(url: str, query: str, timeout: float) -> float:
         connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=timeout)
     except sqlite3.OperationalError as error:
         raise SourceError(f"Cannot open the database file: {error}") from None
+    max_bytes = settings.KPI_SQL_MAX_BYTES
+    # SQLite runs inside this process: the engine itself must refuse to build a string or
+    # blob over the cap (zeroblob(5e8) would otherwise take 500 MB of the worker).
+    connection.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, max_bytes)
     deadline = time.monotonic() + timeout
     connection.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
     try:
-        rows = connection.execute(query).fetchmany(2)
-        return _one_number(rows)
+        cursor = connection.execute(query)
+        rows = cursor.fetchmany(2)
+        return _one_number(rows, len(cursor.description or ()))
+    except sqlite3.DataError as error:
+        if "too big" in str(error):
+            raise SourceError(
+                f"The query made a value larger than the {max_bytes} bytes allowed "
+                "(KPI_SQL_MAX_BYTES)."
+            ) from None
+        raise SourceError(f"The database refused the query: {error}") from None
     except sqlite3.OperationalError as error:
         if "interrupted" in str(error):
             raise SourceError(f"The query ran longer than {timeout:g} s and was stopped.") from None
@@ -150,6 +305,7 @@ def _run_sqlite(url: str, query: str, timeout: float) -> float:
             raise SourceError("The query tried to write; data sources are read-only.") from None
         raise SourceError(f"The database refused the query: {error}") from None
     except sqlite3.Error as error:
+        # SQLite's messages name the query's own tables and columns, never a row's values.
         raise SourceError(f"The database refused the query: {error}") from None
     finally:
         connection.close()

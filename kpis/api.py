@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from django.db.models import QuerySet
 from django_filters import rest_framework as filters
 from drf_spectacular.types import OpenApiTypes
@@ -103,6 +105,11 @@ MeasurementPage = inline_serializer(
 )
 
 
+def _finite_or_none(value: float) -> float | None:
+    # Infinity or NaN stored before values were bounded: strict JSON has no such numbers.
+    return value if math.isfinite(value) else None
+
+
 class Measurements(APIView):
     """Raw values (cursor-paginated) or buckets, as plain arrays; POST pushes values."""
 
@@ -126,7 +133,10 @@ class Measurements(APIView):
                     "columns": ["as_of", "value"],
                     "next": paginator.get_next_link(),
                     "previous": paginator.get_previous_link(),
-                    "results": [[row["as_of"].isoformat(), row["value"]] for row in page or []],
+                    "results": [
+                        [row["as_of"].isoformat(), _finite_or_none(row["value"])]
+                        for row in page or []
+                    ],
                 }
             )
         try:

@@ -6,19 +6,24 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from django.db.models import (
-    Avg,
     BigIntegerField,
     Count,
+    ExpressionWrapper,
+    F,
+    FloatField,
     Func,
     Max,
     Min,
     OuterRef,
     QuerySet,
     Subquery,
+    Sum,
+    Value,
 )
 from django.db.models.functions import TruncDay, TruncHour, TruncMonth, TruncWeek
 from django.http import Http404
@@ -70,12 +75,32 @@ CALENDAR_BUCKETS = {
 MAX_BUCKETS = 10_000
 
 
+# The average is a SUM of the values scaled down by 2**64, divided by the count and scaled back
+# up. Scaling by a power of two is exact (short of values below 1e-288), so averages are those
+# of the plain sum, but a sum of finite doubles can no longer overflow: it would take 2**64
+# values near the largest double in one bucket. Plain AVG of two rows of 1e308 is an overflow
+# error on PostgreSQL (whose AVG also sums squares, so scaling alone would not do) and Infinity
+# on SQLite, which made every chart of the KPI a 500. Rows that are not finite numbers
+# (Infinity or NaN written before values were bounded) are left out.
+_SCALE = 2.0**64
+_LARGEST = sys.float_info.max
+
+
 def _aggregated(rows: QuerySet[Measurement], *keys: str) -> QuerySet[Any]:
-    """avg, min, max and count of the values per `keys` (annotated bucket columns), in key
-    order: the one bucketing query behind the API's buckets and the charts."""
+    """avg, min, max and count of the finite values per `keys` (annotated bucket columns), in
+    key order: the one bucketing query behind the API's buckets and the charts."""
+    scaled_sum = Sum(F("value") / Value(_SCALE), output_field=FloatField())
     return (
-        rows.values(*keys)
-        .annotate(avg=Avg("value"), low=Min("value"), high=Max("value"), n=Count("id"))
+        rows.filter(value__gte=-_LARGEST, value__lte=_LARGEST)
+        .values(*keys)
+        .annotate(
+            avg=ExpressionWrapper(
+                scaled_sum / Count("id") * Value(_SCALE), output_field=FloatField()
+            ),
+            low=Min("value"),
+            high=Max("value"),
+            n=Count("id"),
+        )
         .order_by(*keys)
     )
 

@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+from typing import Any
+
 from rest_framework import serializers
 
 from bizdevops.api import AwareDateTimeField, StrictSerializer
+from bizdevops.errors import DomainError
 from kpis.models import KPI, Direction
 from kpis.selectors import CALENDAR_BUCKETS
+from kpis.services import measurement_check
 
 NUMBER = {"required": False, "allow_null": True}
 
@@ -53,6 +57,14 @@ class MeasurementIn(StrictSerializer):
         if value != value or value in (float("inf"), float("-inf")):
             raise serializers.ValidationError("A finite number is required.")
         return value
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        # The service's bounds, checked here too so a list push names every item at fault.
+        try:
+            measurement_check(as_of=attrs["as_of"], value=attrs["value"])
+        except DomainError as error:
+            raise serializers.ValidationError({error.field: [error.message]}) from None
+        return attrs
 
 
 class PushResultSerializer(serializers.Serializer):

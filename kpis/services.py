@@ -5,11 +5,12 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
 from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from bizdevops.errors import DomainError, reject_unknown
+from bizdevops.errors import DomainError, clean_text, reject_unknown
 from initiatives.models import Initiative
 from initiatives.services import initiative_lock, require_open
 from kpis import permissions
@@ -35,12 +36,14 @@ KPI_FIELDS = (
 
 
 def _validate(values: dict[str, Any]) -> None:
-    name = (values.get("name") or "").strip()
+    name = clean_text(values.get("name"), "name", "The name")
     if not name:
         raise DomainError("A KPI needs a name.", field="name", code="required")
     values["name"] = name
-    for text in ("unit", "description"):
-        values[text] = (values.get(text) or "").strip()
+    values["unit"] = clean_text(values.get("unit"), "unit", "The unit")
+    values["description"] = clean_text(
+        values.get("description"), "description", "The description", multiline=True
+    )
     try:
         direction = Direction(values.get("direction") or Direction.HIGHER)
     except ValueError:
@@ -100,6 +103,34 @@ def kpi_update(*, kpi: KPI, user: User, **changes: Any) -> KPI:
 
 # Measurements ------------------------------------------------------------------------------
 
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def measurement_check(
+    *, as_of: dt.datetime, value: float, item: int | None = None, now: dt.datetime | None = None
+) -> None:
+    """The bounds every measurement meets, whoever writes it (API, job run, demo data):
+    `as_of` has a time zone, is not before 1970 and at most MEASUREMENT_MAX_FUTURE_SECONDS
+    ahead (a value dated 9999 would stay the latest for ever, so no later value could change
+    the KPI's status); the value is finite with |value| <= MEASUREMENT_MAX_ABS_VALUE. `item`
+    is the index of the value in a push, named in the error's field."""
+    where, label = ("", "") if item is None else (f"[{item}].", f"Measurement [{item}]: ")
+    if timezone.is_naive(as_of):
+        raise DomainError(f"{label}as_of needs a time zone.", field=f"{where}as_of")
+    if as_of < EPOCH:
+        raise DomainError(f"{label}as_of must be 1970-01-01 or later.", field=f"{where}as_of")
+    ahead = settings.MEASUREMENT_MAX_FUTURE_SECONDS
+    if as_of > (now or timezone.now()) + dt.timedelta(seconds=ahead):
+        raise DomainError(
+            f"{label}as_of may be at most {ahead} seconds in the future.", field=f"{where}as_of"
+        )
+    bound = settings.MEASUREMENT_MAX_ABS_VALUE
+    if not abs(value) <= bound:  # `not <=`: NaN is refused too
+        raise DomainError(
+            f"{label}The value must be a number from {-bound:g} to {bound:g}.",
+            field=f"{where}value",
+        )
+
 
 def measurement_record(
     *, kpi: KPI, as_of: dt.datetime, value: float, origin: str, run_id: int | None = None
@@ -107,8 +138,7 @@ def measurement_record(
     """Write the value of a KPI as of a moment; the same (KPI, as_of) again updates it
     (an upsert on the unique constraint, so a redelivered run never duplicates). `run_id`
     is the job run that computed it (runs belong to the `jobs` app above this one)."""
-    if timezone.is_naive(as_of):
-        raise DomainError("as_of needs a time zone.", field="as_of")
+    measurement_check(as_of=as_of, value=value)
     Measurement.objects.bulk_create(
         [Measurement(kpi=kpi, as_of=as_of, value=value, origin=origin, run_id=run_id)],
         update_conflicts=True,
@@ -135,9 +165,9 @@ def measurements_push(
     permissions.can_push_measurements.check(user, initiative)
     require_open(initiative)
     latest: dict[dt.datetime, float] = {}
-    for as_of, value in items:
-        if timezone.is_naive(as_of):
-            raise DomainError("as_of needs a time zone.", field="as_of")
+    now = timezone.now()
+    for index, (as_of, value) in enumerate(items):
+        measurement_check(as_of=as_of, value=value, item=index, now=now)
         latest[as_of] = value  # the last value given for a moment wins
     existing = set(
         Measurement.objects.filter(kpi=kpi, as_of__in=list(latest)).values_list("as_of", flat=True)

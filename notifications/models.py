@@ -3,6 +3,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
+from bizdevops.history import AppendOnlyModel
+
 
 class Event(models.TextChoices):
     INITIATIVE_DECIDED = "initiative.decided", "A gate decision was recorded"
@@ -11,8 +13,9 @@ class Event(models.TextChoices):
     RUN_FAILED = "run.failed", "A job run failed after its last retry"
 
 
-class Alert(models.Model):
-    """Something people must know, recorded once and sent once to its recipients. It holds
+class Alert(AppendOnlyModel):
+    """Something people must know, recorded once and sent once to its recipients (history:
+    append-only; who received it is the `recipients` relation, which is not). It holds
     plain data given by the part of the product that raised it: what it is about (a type and
     id, a subject such as an initiative key, the page to open), the status it reports and
     the message. This app knows nothing of KPIs or jobs."""

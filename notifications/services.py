@@ -17,7 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from bizdevops import crypto, http, queue
-from bizdevops.errors import DomainError
+from bizdevops.errors import DomainError, clean_text
 from notifications.models import (
     Alert,
     DeliveryState,
@@ -112,6 +112,7 @@ def webhook_subscribe(
     """Subscribe a URL to events (admins). Returns the subscription and its signing secret,
     which is shown this once and stored encrypted."""
     can_manage_webhooks.check(user)
+    description = clean_text(description, "description", "The description")
     unknown = sorted(set(events) - set(Event.values))
     if not events or unknown:
         raise DomainError("Events are some of: " + ", ".join(Event.values) + ".", field="events")
@@ -150,7 +151,14 @@ def event_publish(*, event: Event, payload: dict[str, Any]) -> list[int]:
             subscription=subscription, event=event, payload=body
         )
         created.append(delivery.pk)
-        queue.enqueue(DELIVER_WEBHOOK, delivery.pk)
+        # The limits travel in the message (and its retries): the sender's settings decide,
+        # whether or not this process has imported the task.
+        queue.enqueue(
+            DELIVER_WEBHOOK,
+            delivery.pk,
+            soft_time_limit=settings.WEBHOOK_SOFT_TIME_LIMIT,
+            time_limit=settings.WEBHOOK_TIME_LIMIT,
+        )
     return created
 
 
@@ -171,6 +179,12 @@ def _claim(delivery_id: int) -> WebhookDelivery | None:
         if not delivery.subscription.active:
             delivery.state, delivery.last_error = DeliveryState.FAILED, "Subscription deactivated."
             delivery.save(update_fields=["state", "last_error"])
+            return None
+        if delivery.attempts >= settings.WEBHOOK_MAX_ATTEMPTS:
+            # Counted attempts that never recorded an answer (the worker was killed at the
+            # hard time limit, and the message came back): stop here.
+            delivery.state = DeliveryState.FAILED
+            delivery.save(update_fields=["state"])
             return None
         delivery.attempts += 1
         delivery.save(update_fields=["attempts"])
@@ -197,8 +211,20 @@ def delivery_attempt(*, delivery_id: int) -> int | None:
             SIGNATURE_HEADER: sign(crypto.decrypt(subscription.secret_encrypted), body),
         },
     )
+    return _record(delivery_id, answer)
+
+
+def delivery_time_out(*, delivery_id: int) -> int | None:
+    """The worker stopped an attempt at its soft time limit: record it as a failed attempt
+    and return the wait before the next one, as for any failed attempt (None when done)."""
+    return _record(delivery_id, http.Answer(None, "The delivery exceeded its time limit."))
+
+
+def _record(delivery_id: int, answer: http.Answer) -> int | None:
     with transaction.atomic():
         delivery = WebhookDelivery.objects.select_for_update().get(pk=delivery_id)
+        if delivery.state != DeliveryState.PENDING:
+            return None
         delivery.status_code, delivery.last_error = answer.status_code, answer.error
         if not answer.error:
             delivery.state, delivery.delivered_at = DeliveryState.DELIVERED, timezone.now()

@@ -1,16 +1,29 @@
-"""Celery tasks: doors into the services that own only retries."""
+"""Celery tasks: doors into the services that own only retries and time limits."""
 
 from __future__ import annotations
 
 from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
 
 from notifications import services
 from notifications.models import Alert
 
 
-@shared_task(bind=True, name=services.DELIVER_WEBHOOK, ignore_result=True)
+# The POST has its own deadline (WEBHOOK_TIMEOUT_SECONDS); the time limits stop an attempt
+# stuck anywhere else. At the soft limit the attempt is recorded as failed and retried.
+@shared_task(
+    bind=True,
+    name=services.DELIVER_WEBHOOK,
+    ignore_result=True,
+    soft_time_limit=settings.WEBHOOK_SOFT_TIME_LIMIT,
+    time_limit=settings.WEBHOOK_TIME_LIMIT,
+)
 def deliver_webhook(self, delivery_id: int) -> None:  # type: ignore[no-untyped-def]
-    retry_in = services.delivery_attempt(delivery_id=delivery_id)
+    try:
+        retry_in = services.delivery_attempt(delivery_id=delivery_id)
+    except SoftTimeLimitExceeded:
+        retry_in = services.delivery_time_out(delivery_id=delivery_id)
     if retry_in is not None:
         # The delivery row counts the attempts and stops them; backoff doubles each time.
         raise self.retry(countdown=retry_in, max_retries=None)

@@ -8,7 +8,7 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from bizdevops.admin_forms import ServiceAdmin, ServiceForm
+from bizdevops.admin_forms import ServiceAdmin, ServiceForm, TextCheckedForm
 from bizdevops.errors import DomainError
 from initiatives.admin import ScopedToInitiatives
 from phases import services
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 class CriterionInline(admin.TabularInline):
     model = Criterion
+    form = TextCheckedForm
     extra = 0
     can_delete = False
     fields = ["position", "code", "title", "kind", "check_name", "tick_policy", "active"]
@@ -30,6 +31,7 @@ class GateAdmin(admin.ModelAdmin):
     """Gates are fixed (Biz → Dev, Dev → Ops); their criteria are editable rows. A criterion
     is deactivated, never deleted: decisions keep pointing at it."""
 
+    form = TextCheckedForm
     list_display = ["name", "from_phase", "to_phase"]
     readonly_fields = ["code", "from_phase", "to_phase"]
     inlines = [CriterionInline]
@@ -43,6 +45,7 @@ class GateAdmin(admin.ModelAdmin):
 
 @admin.register(Criterion)
 class CriterionAdmin(admin.ModelAdmin):
+    form = TextCheckedForm
     list_display = ["title", "gate", "kind", "check_name", "tick_policy", "position", "active"]
     list_filter = ["gate", "kind", "active"]
     list_editable = ["position", "active"]

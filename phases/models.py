@@ -4,7 +4,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from initiatives.models import AppendOnlyModel, Initiative, Phase, Status
+from bizdevops.history import AppendOnlyModel
+from initiatives.models import Initiative, Phase, Status
 
 
 class Decision(models.TextChoices):

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from django.db import transaction
 from django.utils import timezone
 
-from bizdevops.errors import ConflictError, DomainError
+from bizdevops.errors import ConflictError, DomainError, clean_text, require_text
 from initiatives.models import Initiative, Membership, Phase, TeamRole
 from initiatives.services import initiative_lock as _lock
 from initiatives.services import require_open
@@ -62,6 +62,8 @@ def criterion_tick(
 ) -> Tick:
     """Tick a manual criterion of the next gate. Ticking a ticked criterion returns the
     existing tick unchanged (idempotent)."""
+    note = clean_text(note, "note", "The note", multiline=True)
+    evidence_url = clean_text(evidence_url, "evidence_url", "The evidence link")
     initiative = _lock(initiative)
     _tickable(initiative, criterion, user)
     current = Tick.objects.filter(
@@ -73,8 +75,8 @@ def criterion_tick(
         initiative=initiative,
         criterion=criterion,
         ticked_by=user,
-        note=(note or "").strip(),
-        evidence_url=(evidence_url or "").strip(),
+        note=note,
+        evidence_url=evidence_url,
     )
 
 
@@ -83,6 +85,7 @@ def criterion_untick(
     *, initiative: Initiative, criterion: Criterion, user: User, reason: str = "Unticked"
 ) -> Tick | None:
     """Revoke the current tick (kept for the history). Returns None when nothing was ticked."""
+    reason = clean_text(reason, "reason", "A reason")
     initiative = _lock(initiative)
     _tickable(initiative, criterion, user)
     current = Tick.objects.filter(
@@ -111,9 +114,7 @@ def gate_decide(
         kind = Decision(decision)
     except ValueError:
         raise DomainError(f"{decision!r} is not a decision.", field="decision") from None
-    rationale = (rationale or "").strip()
-    if not rationale:
-        raise DomainError("A rationale is required.", field="rationale", code="required")
+    rationale = require_text(rationale, "rationale", "A rationale", multiline=True)
     initiative = _lock(initiative)
     permissions.can_decide.check(user, initiative)
     transition = rules.transition_for(initiative, kind)

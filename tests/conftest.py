@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import os
+import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -47,6 +49,22 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
                 redis.Redis.from_url(url, socket_connect_timeout=2).ping()
             except redis.RedisError as error:
                 _missing(f"Redis at {url} does not answer: {error}")
+
+
+# Cache keys of this run (throttle counters) live under their own prefix: a shared Redis may
+# hold another run's or the application's keys.
+CACHE_PREFIX = f"test-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache(settings: Any) -> Iterator[None]:
+    """No throttle budget leaks from one test into the next."""
+    from tests.helpers import clear_cache
+
+    settings.CACHES = {"default": {**settings.CACHES["default"], "KEY_PREFIX": CACHE_PREFIX}}
+    clear_cache()
+    yield
+    clear_cache()
 
 
 @pytest.fixture(autouse=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from django.core.cache import caches
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
@@ -50,3 +51,20 @@ def queries(client: Any, url: str, **extra: Any) -> int:
 def page_of(initiative: Any, tail: str = "") -> str:
     """The URL of an initiative's page, or of one of its actions (`tail`: "edit/", ...)."""
     return f"/initiatives/{initiative.key}/{tail}"
+
+
+def clear_cache() -> None:
+    """Forget the cache entries of this test run (the throttle counters). On Redis only the
+    keys under this run's prefix go: the same database may hold the Celery broker's queues,
+    which a FLUSHDB (`cache.clear()`) would wipe."""
+    from django.core.cache.backends.redis import RedisCache
+
+    cache = caches["default"]
+    if isinstance(cache, RedisCache):
+        assert cache.key_prefix, "a shared Redis needs a key prefix"
+        client = cache._cache.get_client(write=True)
+        keys = list(client.scan_iter(match=f"{cache.key_prefix}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+    else:
+        cache.clear()

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from django.contrib import admin
 from django.db import connection
+from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
@@ -98,6 +99,10 @@ def populated(
     kpi_services.measurement_record(kpi=kpi, as_of=timezone.now(), value=20.0, origin="api")
     kpi_services.kpi_status_check(kpi=kpi)
     Token.objects.create(user=admin_user)
+    # A failed sign-in: an access attempt and a failure log row (django-axes).
+    Client(REMOTE_ADDR="198.51.100.7").post(
+        "/accounts/login/", {"username": "pm", "password": "wrong"}
+    )
     return initiative
 
 
@@ -569,3 +574,40 @@ def test_staff_who_is_a_stakeholder_of_another_unit_sees_none_of_it(
         # The admin's answer for an object outside its queryset: back to the list.
         response = client.get(url)
         assert response.status_code == 302, url
+
+
+def test_deleting_a_user_named_in_history_is_refused_with_a_message(
+    admin_client: Any, make_user: Any, initiative: Initiative
+) -> None:
+    """History rows refer to people with PROTECT (a cascade into a table the database keeps
+    append-only would fail): the admin names what stands in the way instead of failing."""
+    admin2 = make_user(username="admin2", is_superuser=True, is_staff=True)
+    decide(initiative, Decision.HOLD, admin2)
+    url = f"/admin/auth/user/{admin2.pk}/delete/"
+
+    for response in (admin_client.get(url), admin_client.post(url, {"post": "yes"})):
+        assert response.status_code == 200
+        content = response.content.decode()
+        assert "Cannot delete user" in content
+        assert '<ul id="deleted-objects">\t<li>gate decision</li></ul>' in content
+
+    assert GateDecision.objects.filter(decided_by=admin2).exists()
+
+
+def test_deleting_a_user_who_was_alerted_keeps_the_alert(admin_client: Any, make_user: Any) -> None:
+    """Who received an alert is not history (a user may be deleted); the alert is."""
+    reader = make_user(username="reader")
+    alert = notification_services.alert_record(
+        kind="kpi_status",
+        message="Fraud caught is red",
+        recipients=[reader.pk],
+        event="kpi.status_changed",
+        payload={},
+    )
+
+    response = admin_client.post(f"/admin/auth/user/{reader.pk}/delete/", {"post": "yes"})
+
+    assert response.status_code == 302
+    alert.refresh_from_db()
+    assert alert.message == "Fraud caught is red"
+    assert not alert.recipients.exists()

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from django.contrib.auth.models import Group
 from django.core.management import CommandError, call_command
+from django.http import HttpRequest
 
 from bizdevops.roles import Role
 from initiatives.models import BusinessUnit, Initiative, Phase, Status
@@ -78,10 +79,10 @@ def test_seed_demo_spreads_over_phases_and_statuses_and_is_idempotent(db, settin
     assert {i.phase for i in initiatives} == set(Phase.values)
     assert {i.status for i in initiatives} == set(Status.values)
     assert GateDecision.objects.exists()
-    from django.contrib.auth import authenticate
+    from django.contrib.auth import authenticate  # axes needs the request
 
     for username in ("pm", "scientist", "engineer", "stakeholder", "admin"):
-        assert authenticate(username=username, password="demo") is not None, username
+        assert authenticate(HttpRequest(), username=username, password="demo"), username
     counts = (Initiative.objects.count(), GateDecision.objects.count())
     call_command("seed_demo")
     assert (Initiative.objects.count(), GateDecision.objects.count()) == counts

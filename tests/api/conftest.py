@@ -7,19 +7,19 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from initiatives.models import Initiative
 from kpis.models import KPI
 from tests.api.helpers import authenticate
+from tests.helpers import clear_cache
 
 
 @pytest.fixture(autouse=True)
 def _fresh_throttles() -> None:
     # The throttles count in the default (process-wide) cache: without this, anonymous calls
     # from earlier tests would eat this test's quota and give 429s.
-    cache.clear()
+    clear_cache()
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.http import HttpRequest
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -129,7 +130,7 @@ def _payload(unit):
 
 def test_a_session_reads_without_csrf(pm, initiative):
     client = APIClient(enforce_csrf_checks=True)
-    assert client.login(username="pm", password="pw")
+    assert client.login(request=HttpRequest(), username="pm", password="pw")  # axes needs a request
 
     response = client.get(f"{API}/initiatives/{initiative.key}/")
 
@@ -139,7 +140,7 @@ def test_a_session_reads_without_csrf(pm, initiative):
 
 def test_a_session_post_without_csrf_is_refused(pm, unit):
     client = APIClient(enforce_csrf_checks=True)
-    assert client.login(username="pm", password="pw")
+    assert client.login(request=HttpRequest(), username="pm", password="pw")  # axes needs a request
 
     response = client.post(f"{API}/initiatives/", _payload(unit), format="json")
 
@@ -150,7 +151,7 @@ def test_a_session_post_without_csrf_is_refused(pm, unit):
 
 def test_a_session_post_with_a_wrong_csrf_token_is_refused(pm, unit):
     client = APIClient(enforce_csrf_checks=True)
-    assert client.login(username="pm", password="pw")
+    assert client.login(request=HttpRequest(), username="pm", password="pw")  # axes needs a request
     client.get("/accounts/login/")  # sets the csrftoken cookie
 
     response = client.post(
@@ -163,7 +164,7 @@ def test_a_session_post_with_a_wrong_csrf_token_is_refused(pm, unit):
 
 def test_a_session_post_with_the_csrf_token_is_accepted(pm, unit):
     client = APIClient(enforce_csrf_checks=True)
-    assert client.login(username="pm", password="pw")
+    assert client.login(request=HttpRequest(), username="pm", password="pw")  # axes needs a request
     client.get("/accounts/login/")  # sets the csrftoken cookie
     csrf = client.cookies["csrftoken"].value
 

@@ -6,6 +6,7 @@ import datetime as dt
 import json
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from initiatives.models import TeamRole
@@ -16,6 +17,7 @@ from kpis import services as kpi_services
 from phases.models import Decision
 from tests.api.helpers import API, error_of
 from tests.factories import decide, make_initiative
+from tests.jobs.helpers import postgres_url
 
 pytestmark = pytest.mark.django_db
 
@@ -86,6 +88,23 @@ def test_an_admin_creates_a_database_source(api_as, admin_user):
     assert source.url_encrypted
     assert "s3cr3t" not in source.url_encrypted
     assert "s3cr3t" not in source.display_url
+
+
+@pytest.mark.postgres
+def test_a_superuser_database_source_is_refused(api_as, admin_user):
+    # READ ONLY does not hold a superuser back (pg_read_file, lo_import, dblink, COPY FROM
+    # PROGRAM): the role a PostgreSQL source logs in as is checked before it is saved.
+    url = postgres_url(connection.settings_dict)
+
+    response = api_as(admin_user).post(
+        f"{API}/data-sources/", {"name": "Admin", "kind": "database", "url": url}, format="json"
+    )
+
+    assert response.status_code == 400
+    message = " ".join(error_of(response)["fields"]["url"])
+    assert "is a superuser" in message
+    assert "datasource_role" in message
+    assert not DataSource.objects.exists()
 
 
 def test_an_http_source_hides_user_password_and_query(api_as, admin_user):
@@ -263,7 +282,21 @@ def test_invalid_jobs_are_refused(api_as, engineer, dev_kpi, body, field):
     assert not Job.objects.exists()
 
 
-def test_a_sql_job_must_only_read(api_as, admin_user, engineer, dev_kpi):
+@pytest.mark.parametrize(
+    ("sql", "message"),
+    [
+        ("DELETE FROM orders", "Only a SELECT"),
+        # Writes inside the one SELECT are refused at registration too, not only at run time.
+        ("WITH x AS (DELETE FROM orders RETURNING 1) SELECT count(*) FROM x", "may only read"),
+        (
+            "WITH x AS (UPDATE orders SET amount = 0 RETURNING 1) SELECT count(*) FROM x",
+            "may only read",
+        ),
+        ("SELECT id INTO stolen FROM orders", "may only read"),
+        ("SELECT count(*) FROM orders FOR UPDATE", "may only read"),
+    ],
+)
+def test_a_sql_job_must_only_read(api_as, admin_user, engineer, dev_kpi, sql, message):
     source = job_services.data_source_save(
         user=admin_user, name="Warehouse", kind="database", url=SECRET_URL
     )
@@ -276,13 +309,13 @@ def test_a_sql_job_must_only_read(api_as, admin_user, engineer, dev_kpi):
             "interval_seconds": 600,
             "source_kind": "sql",
             "data_source": source.pk,
-            "sql": "DELETE FROM orders",
+            "sql": sql,
         },
         format="json",
     )
 
     assert response.status_code == 400
-    assert "sql" in error_of(response)["fields"]
+    assert message in " ".join(error_of(response)["fields"]["sql"])
     assert not Job.objects.exists()
 
 

@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.core.cache import cache
 from django.test import Client
 from rest_framework.authtoken.models import Token
 from rest_framework.throttling import SimpleRateThrottle
+
+from tests.helpers import clear_cache
 
 ANON_LIMIT = 3
 USER_LIMIT = 5
@@ -32,9 +33,9 @@ def low_rates(settings: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     rates = {"anon": f"{ANON_LIMIT}/minute", "user": f"{USER_LIMIT}/minute"}
     settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": rates}
     monkeypatch.setattr(SimpleRateThrottle, "THROTTLE_RATES", rates)
-    cache.clear()  # the throttles keep their history in the default cache
+    clear_cache()  # the throttles keep their history in the default cache
     yield
-    cache.clear()
+    clear_cache()
 
 
 def _token_client(user: Any) -> Client:
@@ -137,6 +138,22 @@ def test_a_forged_x_forwarded_for_does_not_reset_the_anonymous_budget() -> None:
     assert [r.status_code for r in forged] == [429, 429, 429]
 
 
+def _run_django(code: str, env: dict[str, str]) -> str:
+    """Run Python code in another process of this project (start-up settings, a second web
+    process); its output."""
+    result = subprocess.run(  # noqa: S603  (our own interpreter, fixed arguments)
+        [sys.executable, "-c", code],
+        env=env,
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
 def test_rates_come_from_the_environment() -> None:
     """API_THROTTLE_ANON / API_THROTTLE_USER set DEFAULT_THROTTLE_RATES (read at start-up)."""
     code = (
@@ -151,14 +168,46 @@ def test_rates_come_from_the_environment() -> None:
         "API_THROTTLE_ANON": "7/hour",
         "API_THROTTLE_USER": "11/second",
     }
-    result = subprocess.run(  # noqa: S603  (our own interpreter, fixed arguments)
-        [sys.executable, "-c", code],
-        env=env,
-        cwd=Path(__file__).resolve().parents[2],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    stdout = _run_django(code, env)
+    assert stdout.split() == ["7/hour", "11/second"]
+
+
+@pytest.mark.django_db
+@pytest.mark.redis
+def test_separate_processes_share_one_throttle_budget() -> None:
+    """N web processes must not allow N times the rate: with REDIS_URL set, the throttle
+    history lives in Redis. Another process spends the anonymous budget; this one is then
+    throttled. (With a per-process cache this process would still have its whole budget.)"""
+    from django.conf import settings
+
+    code = (
+        "import django; django.setup();"
+        "from django.test import Client;"
+        f"print([Client().get({SCHEMA_URL!r}).status_code for _ in range({ANON_LIMIT})])"
     )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["7/hour", "11/second"]
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "bizdevops.settings",
+        "DEBUG": "1",
+        "API_THROTTLE_ANON": f"{ANON_LIMIT}/minute",
+        "ALLOWED_HOSTS": "testserver",
+        "CACHE_KEY_PREFIX": settings.CACHES["default"].get("KEY_PREFIX", ""),
+    }
+    stdout = _run_django(code, env)
+    assert stdout.split("\n")[-2] == str([200] * ANON_LIMIT)
+    _assert_throttled(Client().get(SCHEMA_URL))
+
+
+def test_the_cache_is_redis_when_redis_url_is_set_and_local_otherwise() -> None:
+    code = (
+        "import django; django.setup();"
+        "from django.conf import settings; c = settings.CACHES['default'];"
+        "print(c['BACKEND'], c.get('LOCATION', '-'))"
+    )
+    outputs = []
+    for redis_url in ("redis://127.0.0.1:6379/9", ""):
+        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "bizdevops.settings", "DEBUG": "1"}
+        env["REDIS_URL"] = redis_url
+        outputs.append(_run_django(code, env).split("\n")[-2].split()[:2])
+    assert outputs[0] == ["django.core.cache.backends.redis.RedisCache", "redis://127.0.0.1:6379/9"]
+    assert outputs[1][0] == "django.core.cache.backends.locmem.LocMemCache"

@@ -7,7 +7,9 @@ import sqlite3
 from contextlib import closing
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
+import psycopg2
 from django.utils import timezone
 
 from jobs import services
@@ -44,3 +46,27 @@ def sqlite_tables(path: Path) -> list[str]:
             row[0]
             for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
         ]
+
+
+def postgres_url(settings_dict: dict[str, Any], *, user: str | None = None) -> str:
+    """A postgres:// URL for the database Django uses, as its user or as `user` (trust)."""
+    user = quote(user if user is not None else settings_dict.get("USER") or "", safe="")
+    password = "" if user != settings_dict.get("USER") else settings_dict.get("PASSWORD") or ""
+    auth = user + (":" + quote(password, safe="") if password else "")
+    host = settings_dict.get("HOST") or "localhost"
+    port = settings_dict.get("PORT") or 5432
+    return f"postgres://{auth}@{host}:{port}/{settings_dict['NAME']}"
+
+
+def pg_execute(url: str, *statements: str) -> None:
+    """Run statements on their own autocommit connection (seen at once by other sessions)."""
+    with closing(psycopg2.connect(url)) as raw:
+        raw.autocommit = True
+        with raw.cursor() as cursor:
+            for statement in statements:
+                cursor.execute(statement)
+
+
+def pg_drop_role(url: str, role: str) -> None:
+    # Roles are cluster-wide: whatever a test granted or created goes with it.
+    pg_execute(url, f'DROP OWNED BY "{role}"', f'DROP ROLE IF EXISTS "{role}"')

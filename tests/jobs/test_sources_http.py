@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -40,6 +42,7 @@ class Handler(BaseHTTPRequestHandler):
             "/metrics": (200, {}, json.dumps(METRICS).encode()),
             "/api/v1/metrics": (200, {}, json.dumps({"value": 42}).encode()),
             "/small": (200, {}, b'{"value": 3}'),
+            "/deep": (200, {}, b"[" * 100_000 + b"]" * 100_000),
             "/huge": (200, {}, json.dumps({"value": 1, "pad": "x" * 200_000}).encode()),
             "/error": (500, {}, b'{"error": "boom"}'),
             "/busy": (429, {}, b"{}"),
@@ -58,8 +61,12 @@ class Handler(BaseHTTPRequestHandler):
                 b"",
             ),
             "/redirect/file": (302, {"Location": "file:///etc/passwd"}, b""),
+            # Port 9 (discard): nothing listens there; the redirect must not even be tried.
+            "/redirect/other-port": (302, {"Location": "http://127.0.0.1:9/metrics"}, b""),
             "/redirect/loop": (302, {"Location": "/redirect/loop"}, b""),
         }
+        if path == "/drip":
+            return self._drip()
         status, headers, body = routes.get(path, (404, {}, b"{}"))
         self.send_response(status)
         headers.setdefault("Content-Type", "application/json")
@@ -68,6 +75,16 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+    def _drip(self) -> None:
+        """The status line and headers a byte every half second (30 s in all), each byte well
+        within a read timeout."""
+        with contextlib.suppress(OSError):
+            for byte in b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Pad: " + b"x" * 10:
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+                time.sleep(0.5)
+        self.close_connection = True
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         pass
@@ -240,6 +257,30 @@ def test_body_under_the_default_limit_is_read(api, settings):
     assert run_http(api, "huge", "$.value", 5) == 1.0
 
 
+def test_a_dripping_server_is_cut_at_the_deadline_of_the_run(api, server):
+    began = time.monotonic()
+    with pytest.raises(TransientSourceError, match="Timeout"):
+        run_http(api, "drip", "$.value", 1)
+    assert time.monotonic() - began < 10
+    assert server.seen == ["/drip"]
+
+
+def test_a_deeply_nested_document_is_refused_not_a_crash(api, server):
+    # 100,000 nested arrays were a RecursionError in the worker.
+    with pytest.raises(SourceError, match="nested deeper than 64 levels") as excinfo:
+        run_http(api, "deep", "$.value", 5)
+
+    assert type(excinfo.value) is SourceError
+
+
+def test_a_redirect_to_another_port_is_refused(api, server):
+    with pytest.raises(SourceError, match="another origin") as excinfo:
+        run_http(api, "redirect/other-port", "$.value", 5)
+
+    assert type(excinfo.value) is SourceError
+    assert server.seen == ["/redirect/other-port"]
+
+
 @pytest.mark.parametrize(("path", "status"), [("error", 500), ("busy", 429)])
 def test_server_errors_are_transient(api, path, status):
     with pytest.raises(TransientSourceError, match=str(status)):
@@ -279,11 +320,11 @@ def test_non_json_body_fails(api):
         ("$.nope", "found nothing"),
         ("$.fraud.nope", "found nothing"),
         ("$.items[*].v", "found 2 values"),
-        ("$.label", "'high', not a number"),
-        ("$.flag", "True, not a number"),
-        ("$.nothing", "None, not a number"),
-        ("$.fraud", "dict, not a number"),
-        ("$.items", "list, not a number"),
+        ("$.label", "a text value, not a number"),
+        ("$.flag", "a true/false value, not a number"),
+        ("$.nothing", "no value (NULL), not a number"),
+        ("$.fraud", "an object (dict), not a number"),
+        ("$.items", "a list, not a number"),
         ("$.infinite", "not a finite number"),
         ("$[", "not a JSON path"),
     ],

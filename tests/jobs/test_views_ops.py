@@ -413,6 +413,22 @@ def test_register_with_two_sql_statements_is_refused(
     assert not Job.objects.filter(kpi=new_kpi).exists()
 
 
+def test_register_with_a_data_modifying_cte_is_refused(
+    client: Any, engineer: Any, new_kpi: KPI, sqlite_source: DataSource
+) -> None:
+    client.force_login(engineer)
+    sql = "WITH gone AS (DELETE FROM orders RETURNING 1) SELECT count(*) FROM gone"
+    response = client.post(
+        f"/ops/kpis/{new_kpi.pk}/job/",
+        _new_job_data(source_kind="sql", data_source=sqlite_source.pk, sql=sql, calculation=""),
+    )
+
+    content = html(response, 400)
+    assert "DELETE is not allowed, not even inside a WITH clause" in content
+    assert f"{sql}</textarea>" in content
+    assert not Job.objects.filter(kpi=new_kpi).exists()
+
+
 def test_a_kpi_with_a_job_redirects_to_its_job(client: Any, engineer: Any, ops_job: Job) -> None:
     client.force_login(engineer)
     url = f"/ops/kpis/{ops_job.kpi_id}/job/"

@@ -330,7 +330,8 @@ def test_csv_streams_exactly_the_measurements_of_the_range_in_order(
         record(thresholds, dt.timedelta(days=1), -4.0),
     ]
     record(thresholds, dt.timedelta(days=7, minutes=1), 1000.0)  # before the range
-    record(thresholds, -dt.timedelta(hours=1), 2000.0)  # in the future: after the range
+    # In the future (as far as a measurement may be): after the range.
+    record(thresholds, -dt.timedelta(minutes=4), 2000.0)
     for ago in (1, 2, 3):
         record(other, dt.timedelta(days=ago), 3000.0)  # another KPI
     expected.sort(key=lambda m: m.as_of)

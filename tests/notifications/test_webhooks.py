@@ -1,13 +1,16 @@
 """Signed webhooks: subscriptions (admins only, known events, no internal addresses unless
 allowed), deliveries recorded in the caller's transaction and POSTed with an HMAC-SHA256
 signature to a real local receiver, retries with backoff until WEBHOOK_MAX_ATTEMPTS, no
-redirects followed; events published by gate decisions and handovers.
+redirects followed, a deadline for the whole POST, no receiver body read, time limits on the
+task; events published by gate decisions and handovers.
 
-The on-commit callbacks that would enqueue the Celery task are captured, never executed:
-the tests call delivery_attempt() as the task would."""
+The on-commit callbacks that would enqueue the Celery task are captured, not sent to a broker
+(one test runs them with `queue.send` replaced): the tests call delivery_attempt() as the task
+would. The task on a real worker: tests/integration/test_webhook_time_limit.py."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -23,14 +26,16 @@ import pytest
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 
-from bizdevops import crypto
+from bizdevops import crypto, queue
 from bizdevops.errors import DomainError
 from initiatives import services as initiative_services
 from initiatives.models import Initiative
 from notifications import services
 from notifications.models import DeliveryState, Event, WebhookDelivery, WebhookSubscription
+from notifications.tasks import deliver_webhook
 from phases.models import Decision
 from tests.factories import decide
+from tests.servers import answer, drip, gzip_of_zeros, peak_rss_growth
 
 pytestmark = pytest.mark.django_db
 
@@ -73,7 +78,9 @@ def receiver() -> Iterator[Receiver]:
                 self.send_header("Location", state.location)
             self.send_header("Content-Length", "2")
             self.end_headers()
-            self.wfile.write(b"ok")
+            # The sender reads no body: it may have hung up already.
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                self.wfile.write(b"ok")
 
         do_POST = _record  # noqa: N815
         do_GET = _record  # noqa: N815
@@ -393,6 +400,105 @@ def test_private_address_is_checked_again_at_delivery(
     delivery = WebhookDelivery.objects.get(pk=delivery_id)
     assert delivery.status_code is None and delivery.attempts == 1
     assert "127.0.0.1" in delivery.last_error and "private" in delivery.last_error
+
+
+def test_a_dripping_receiver_is_cut_at_the_deadline(
+    settings: Any, admin_user: Any, serve: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    """The receiver sends its status line a byte every half second (30 s in all): each read
+    is within the timeout, the whole answer is not."""
+    settings.WEBHOOK_TIMEOUT_SECONDS = 1
+    receiver = serve(drip(b"HTTP/1.1 200 OK\r\nX-Pad: " + b"x" * 50, 0.5))
+    subscribe(admin_user, receiver.url("/hook"))
+    (delivery_id,), _ = publish(django_capture_on_commit_callbacks)
+
+    began = time.monotonic()
+    assert services.delivery_attempt(delivery_id=delivery_id) is not None
+    assert time.monotonic() - began < 10
+
+    delivery = WebhookDelivery.objects.get(pk=delivery_id)
+    assert (delivery.state, delivery.status_code, delivery.attempts) == ("pending", None, 1)
+    assert "Timeout" in delivery.last_error
+    assert len(receiver.requests) == 1
+
+
+def test_a_gzip_bomb_answer_is_not_read(
+    admin_user: Any, serve: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    """256 MiB of zeros as a 256 KiB gzip answer: only the status counts, nothing is read."""
+    bomb = gzip_of_zeros(256 << 20)
+    receiver = serve(answer(200, bomb, {"Content-Encoding": "gzip"}))
+    subscribe(admin_user, receiver.url("/hook"))
+    (delivery_id,), _ = publish(django_capture_on_commit_callbacks)
+
+    growth, done = peak_rss_growth(lambda: services.delivery_attempt(delivery_id=delivery_id))
+
+    print(f"webhook gzip bomb: peak RSS growth {growth >> 20} MiB")
+    assert done is None
+    assert growth < 64 << 20
+    delivery = WebhookDelivery.objects.get(pk=delivery_id)
+    assert (delivery.state, delivery.status_code) == ("delivered", 200)
+
+
+def test_the_delivery_task_has_soft_and_hard_time_limits(
+    settings: Any,
+    admin_user: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    assert deliver_webhook.soft_time_limit == settings.WEBHOOK_SOFT_TIME_LIMIT
+    assert deliver_webhook.time_limit == settings.WEBHOOK_TIME_LIMIT
+    # Defaults leave the POST its whole deadline, and the hard limit comes after the soft one.
+    assert settings.WEBHOOK_TIMEOUT_SECONDS < settings.WEBHOOK_SOFT_TIME_LIMIT
+    assert settings.WEBHOOK_SOFT_TIME_LIMIT < settings.WEBHOOK_TIME_LIMIT
+
+    # The message carries the sender's limits.
+    sent: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
+    monkeypatch.setattr(queue, "send", lambda *message: sent.append(message))
+    settings.WEBHOOK_SOFT_TIME_LIMIT, settings.WEBHOOK_TIME_LIMIT = 7, 9
+    subscribe(admin_user, "http://127.0.0.1:9/hook")
+    with django_capture_on_commit_callbacks(execute=True):
+        (delivery_id,) = services.event_publish(event=Event.KPI_STATUS_CHANGED, payload={})
+    assert sent == [
+        (services.DELIVER_WEBHOOK, (delivery_id,), {"soft_time_limit": 7, "time_limit": 9})
+    ]
+
+
+def test_an_attempt_stopped_at_the_time_limit_is_a_failed_attempt(
+    settings: Any, admin_user: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    """What the task records when the soft time limit interrupts an attempt (the real worker
+    is in tests/integration/test_webhook_time_limit.py)."""
+    settings.WEBHOOK_MAX_ATTEMPTS = 2
+    subscribe(admin_user, f"http://127.0.0.1:{closed_port()}/hook")
+    (delivery_id,), _ = publish(django_capture_on_commit_callbacks)
+    services.delivery_attempt(delivery_id=delivery_id)  # attempt 1: no answer
+
+    assert services.delivery_time_out(delivery_id=delivery_id) == 2  # the same backoff
+    delivery = WebhookDelivery.objects.get(pk=delivery_id)
+    assert (delivery.state, delivery.attempts) == ("pending", 1)
+    assert delivery.last_error == "The delivery exceeded its time limit."
+
+    WebhookDelivery.objects.filter(pk=delivery_id).update(attempts=2)
+    assert services.delivery_time_out(delivery_id=delivery_id) is None
+    delivery.refresh_from_db()
+    assert (delivery.state, delivery.attempts) == ("failed", 2)
+
+
+def test_attempts_killed_at_the_hard_limit_are_not_sent_again_past_the_maximum(
+    settings: Any, admin_user: Any, receiver: Receiver, django_capture_on_commit_callbacks: Any
+) -> None:
+    """A worker killed at the hard limit records nothing; the message comes back. The
+    attempts it counted still stop the delivery."""
+    settings.WEBHOOK_MAX_ATTEMPTS = 2
+    subscribe(admin_user, f"{receiver.url}/hook")
+    (delivery_id,), _ = publish(django_capture_on_commit_callbacks)
+    WebhookDelivery.objects.filter(pk=delivery_id).update(attempts=2)
+
+    assert services.delivery_attempt(delivery_id=delivery_id) is None
+
+    assert receiver.requests == []
+    assert WebhookDelivery.objects.get(pk=delivery_id).state == DeliveryState.FAILED
 
 
 # Events of the other apps
