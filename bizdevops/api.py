@@ -18,11 +18,12 @@ from rest_framework import exceptions, serializers
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
-from rest_framework.throttling import AnonRateThrottle
+from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from bizdevops import accounts
 from bizdevops.errors import DomainError
+from bizdevops.throttling import AnonRateThrottle
 
 
 def validated(serializer_class: type, request: Any, **kwargs: Any) -> dict[str, Any]:
@@ -149,6 +150,9 @@ class TokenView(ObtainAuthToken):
     request (DRF's view turns throttling off), so passwords cannot be guessed at speed."""
 
     throttle_classes = [AnonRateThrottle]
+    # DRF's view names its own parsers; this one takes bodies like every other endpoint
+    # (the depth-limited JSON parser).
+    parser_classes = api_settings.DEFAULT_PARSER_CLASSES
 
     @extend_schema(
         auth=[],

@@ -79,14 +79,20 @@ def _check_role(cursor: Any, role: str, tables: list[str]) -> None:
             f"The runtime database role {role!r} does not exist: create it first "
             "(deploy/postgres/10-roles.sh shows how)."
         )
-    if row[0] or row[1]:
+    # A member may SET ROLE to the roles it belongs to (NOINHERIT or not): those count too.
+    cursor.execute(
+        "SELECT bool_or(rolsuper OR rolbypassrls) FROM pg_roles"
+        " WHERE pg_has_role(%s, oid, 'MEMBER')",
+        [role],
+    )
+    if cursor.fetchone()[0]:
         raise ImproperlyConfigured(
-            f"The runtime database role {role!r} is a superuser or bypasses row security: "
-            "it must be a plain login role."
+            f"The runtime database role {role!r} is (or is a member of) a superuser or a role "
+            "that bypasses row security: it must be a plain login role."
         )
     cursor.execute(
         "SELECT relname FROM pg_class WHERE relname = ANY(%s)"
-        " AND pg_table_is_visible(oid) AND pg_has_role(%s, relowner, 'USAGE') ORDER BY 1",
+        " AND pg_table_is_visible(oid) AND pg_has_role(%s, relowner, 'MEMBER') ORDER BY 1",
         [tables, role],
     )
     owned = [name for (name,) in cursor.fetchall()]

@@ -109,9 +109,6 @@ def check_url(url: str, allow_private: bool) -> None:
     check_address(_split(url).hostname or "", allow_private)
 
 
-# The exchange -------------------------------------------------------------------------------
-
-
 class _Deadline:
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
@@ -295,9 +292,6 @@ def _read_capped(response: http.client.HTTPResponse, label: str, limit: int) -> 
     if decoder is not None and not decoder.eof:
         raise OutboundError(f"{label} sent an incomplete {encoding} body.")
     return bytes(body)
-
-
-# Sources and webhooks -------------------------------------------------------------------------
 
 
 def _refuse_status(status: int, label: str) -> None:

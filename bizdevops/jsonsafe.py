@@ -13,10 +13,14 @@ from typing import Any
 from django.conf import settings
 
 # A JSON string, escapes included (the "unrolled loop" form: linear, no backtracking).
-_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+# A string that never closes runs to the end of the text (the parser stops there too), and so
+# does a last lone backslash: every match attempt succeeds, so the scan never starts over
+# (an unclosed string of escaped quotes was quadratic).
+_STRING = re.compile(r'"[^"\\]*(?:\\(?:.|\Z)[^"\\]*)*(?:"|\Z)', re.DOTALL)
 _NOT_BRACKET = re.compile(r"[^\[\]{}]+")
 _STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
-# A \uD800-\uDFFF escape: the only way a surrogate gets into a parsed document.
+# A \uD800-\uDFFF escape: with bytes decoded strictly (raw UTF-8 surrogates are no UTF-8),
+# the only way a surrogate gets into a parsed document.
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -73,7 +77,7 @@ def loads(data: str | bytes | bytearray, *, limit: int | None = None, **kwargs: 
     `JSONTooDeep` and strings with a lone surrogate with `JSONLoneSurrogate`: ValueErrors
     like every other parse error."""
     if isinstance(data, bytes | bytearray):
-        text = bytes(data).decode(json.detect_encoding(data), "surrogatepass")
+        text = bytes(data).decode(json.detect_encoding(data))
     else:
         text = data
     limit = max_depth() if limit is None else limit

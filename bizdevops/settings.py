@@ -138,6 +138,8 @@ AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
 AXES_RESET_ON_SUCCESS = False
 # Every failure is also logged (admin "Access failures"), at most 1000 rows per username.
 AXES_ENABLE_ACCESS_FAILURE_LOG = True
+# No banner on every manage.py command.
+AXES_VERBOSE = False
 # Clients are identified like the API throttles identify them (API_NUM_PROXIES).
 AXES_CLIENT_IP_CALLABLE = "bizdevops.accounts.client_ip"
 AXES_LOCKOUT_CALLABLE = "bizdevops.accounts.lockout_response"
@@ -310,8 +312,8 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "bizdevops.schema.DocumentedErrorsSchema",
     "EXCEPTION_HANDLER": "bizdevops.api.exception_handler",
     "DEFAULT_THROTTLE_CLASSES": [
-        "rest_framework.throttling.AnonRateThrottle",
-        "rest_framework.throttling.UserRateThrottle",
+        "bizdevops.throttling.AnonRateThrottle",
+        "bizdevops.throttling.UserRateThrottle",
     ],
     "DEFAULT_THROTTLE_RATES": {
         "anon": env.str("API_THROTTLE_ANON", default="30/minute"),

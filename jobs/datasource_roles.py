@@ -46,8 +46,16 @@ SERVER_FUNCTIONS = (
 )
 
 ROLE_SQL = """
-SELECT current_user, rolsuper, rolcreaterole, rolreplication, rolbypassrls
+SELECT current_user, session_user, rolsuper, rolcreaterole, rolreplication, rolbypassrls
 FROM pg_roles WHERE rolname = current_user
+"""
+# Every role this one belongs to, directly or not. A member may SET ROLE to it (and with
+# NOINHERIT its grants do not even show in has_table_privilege), so a data source role may be
+# a member of none: the check would otherwise be about a role the query need not run as.
+MEMBER_OF_SQL = """
+SELECT r.rolname FROM pg_roles r
+WHERE r.rolname <> current_user AND pg_has_role(current_user, r.oid, 'MEMBER')
+ORDER BY 1
 """
 MEMBERSHIP_SQL = """
 SELECT r FROM unnest(%s::text[]) AS r
@@ -76,8 +84,11 @@ ORDER BY 1
 def role_problems(cursor: Any) -> tuple[str, list[str]]:
     """(the role's name, what it may do that a data source must not), on an open cursor."""
     cursor.execute(ROLE_SQL)
-    name, superuser, createrole, replication, bypassrls = cursor.fetchone()
+    name, session_name, superuser, createrole, replication, bypassrls = cursor.fetchone()
     problems = []
+    if session_name != name:
+        # `options=-c role=...` in the URL: the login role (checked nowhere) could switch back.
+        problems.append(f"logs in as {session_name} but runs as {name}; set no role in the URL")
     if superuser:
         problems.append("is a superuser")
     if createrole:
@@ -87,8 +98,16 @@ def role_problems(cursor: Any) -> tuple[str, list[str]]:
     if bypassrls:
         problems.append("bypasses row-level security (BYPASSRLS)")
     cursor.execute(MEMBERSHIP_SQL, [list(DANGEROUS_MEMBERSHIPS)])
-    for (member_of,) in cursor.fetchall():
+    dangerous = [row[0] for row in cursor.fetchall()]
+    for member_of in dangerous:
         problems.append(f"is a member of {member_of} ({DANGEROUS_MEMBERSHIPS[member_of]})")
+    cursor.execute(MEMBER_OF_SQL)
+    others = [row[0] for row in cursor.fetchall() if row[0] not in dangerous]
+    if others:
+        problems.append(
+            f"is a member of {', '.join(others)} (it may SET ROLE to them; a data source role "
+            "must be a member of no role)"
+        )
     if not superuser:  # a superuser may do everything below; saying so adds nothing
         cursor.execute(WRITABLE_SQL)
         writable = [row[0] for row in cursor.fetchall()]
@@ -103,9 +122,6 @@ def role_problems(cursor: Any) -> tuple[str, list[str]]:
                 "EXECUTE, from PUBLIC for dblink, or drop the extension)"
             )
     return name, problems
-
-
-# The role's SQL ---------------------------------------------------------------------------
 
 
 def quote_ident(name: str) -> str:

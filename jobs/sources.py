@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urljoin, urlsplit
+from urllib.parse import parse_qs, unquote, urljoin, urlsplit
 
 import psycopg2
 import psycopg2.errorcodes
@@ -83,9 +83,6 @@ def as_number(value: Any, where: str) -> float:
     if not math.isfinite(number):
         raise SourceError(f"{where} gave an infinite or NaN number, not a finite number.")
     return number
-
-
-# SQL -------------------------------------------------------------------------------------
 
 
 # Inside the one statement, at any depth (a WITH clause included): words that write or lock.
@@ -179,10 +176,16 @@ def _refuse_privileged_role(cursor: Any) -> None:
 
 
 def _connect_postgres(url: str, timeout: float) -> Any:
+    # `options` (e.g. `-c role=...`) and `service` (a file that may set options) would make the
+    # session run as another role than the one that logs in.
+    if {"options", "service"} & set(parse_qs(urlsplit(url).query)):
+        raise SourceError("A data source URL may not set options or service.")
     try:
         return psycopg2.connect(url, connect_timeout=max(1, int(timeout)))
     except psycopg2.OperationalError as error:
         raise TransientSourceError(f"Cannot connect to the database: {error}".strip()) from None
+    except psycopg2.ProgrammingError as error:  # libpq refused the URL itself
+        raise SourceError(f"The database URL is not valid: {error}".strip()) from None
 
 
 def check_database_role(url: str, timeout: float = 10) -> None:
@@ -297,21 +300,44 @@ def _run_sqlite(url: str, query: str, timeout: float) -> float:
                 f"The query made a value larger than the {max_bytes} bytes allowed "
                 "(KPI_SQL_MAX_BYTES)."
             ) from None
-        raise SourceError(f"The database refused the query: {error}") from None
+        raise SourceError(_sqlite_refusal(error)) from None
     except sqlite3.OperationalError as error:
         if "interrupted" in str(error):
             raise SourceError(f"The query ran longer than {timeout:g} s and was stopped.") from None
         if "readonly" in str(error):
             raise SourceError("The query tried to write; data sources are read-only.") from None
-        raise SourceError(f"The database refused the query: {error}") from None
+        raise SourceError(_sqlite_refusal(error)) from None
     except sqlite3.Error as error:
-        # SQLite's messages name the query's own tables and columns, never a row's values.
-        raise SourceError(f"The database refused the query: {error}") from None
+        raise SourceError(_sqlite_refusal(error)) from None
     finally:
         connection.close()
 
 
-# HTTP ------------------------------------------------------------------------------------
+# SQLite messages that name only the query's own text (tables, columns, functions, syntax).
+# Others may quote a value the query computed ("JSON path error near '<a value>'"), so they
+# are given by SQLite's error code alone.
+_SQLITE_SCHEMA_MESSAGES = (
+    "no such table",
+    "no such column",
+    "no such function",
+    "ambiguous column name",
+    "wrong number of arguments",
+    "misuse of aggregate",
+    "incomplete input",
+)
+
+
+def _sqlite_refusal(error: sqlite3.Error) -> str:
+    message = str(error)
+    if message.startswith(_SQLITE_SCHEMA_MESSAGES) or (
+        message.startswith("near ") and message.endswith("syntax error")
+    ):
+        return f"The database refused the query: {message}"
+    code = getattr(error, "sqlite_errorname", "") or type(error).__name__
+    return (
+        f"The database refused the query ({code}). Run it in a SQLite client on the same file "
+        "to see why; the message is not shown, as it may quote a value."
+    )
 
 
 def check_json_path(expression: str) -> Any:
@@ -340,9 +366,6 @@ def run_http(source: DataSource, path: str, json_path: str, timeout: float) -> f
     if len(matches) > 1:
         raise SourceError(f"The JSON path {json_path} found {len(matches)} values, not one.")
     return as_number(matches[0], f"The JSON path {json_path}")
-
-
-# Python ----------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)

@@ -19,16 +19,7 @@ from tests.factories import (
     pass_biz_gate,
     pass_dev_gate,
 )
-
-# In CI (.ci/run) the real services are required: tests that need them fail instead of
-# skipping when they are missing.
-REQUIRE_SERVICES = os.environ.get("BIZDEVOPS_REQUIRE_SERVICES") == "1"
-
-
-def _missing(reason: str) -> None:
-    if REQUIRE_SERVICES:
-        pytest.fail(f"{reason} (required: BIZDEVOPS_REQUIRE_SERVICES=1)", pytrace=False)
-    pytest.skip(reason)
+from tests.helpers import missing_service
 
 
 def _redis_url() -> str:
@@ -37,18 +28,18 @@ def _redis_url() -> str:
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
     if item.get_closest_marker("postgres") and connection.vendor != "postgresql":
-        _missing("needs PostgreSQL: set DATABASE_URL=postgres://...")
+        missing_service("needs PostgreSQL: set DATABASE_URL=postgres://...")
     if item.get_closest_marker("redis"):
         url = _redis_url()
         if not url:
-            _missing("needs Redis: set REDIS_URL=redis://...")
+            missing_service("needs Redis: set REDIS_URL=redis://...")
         else:
             import redis
 
             try:
                 redis.Redis.from_url(url, socket_connect_timeout=2).ping()
             except redis.RedisError as error:
-                _missing(f"Redis at {url} does not answer: {error}")
+                missing_service(f"Redis at {url} does not answer: {error}")
 
 
 # Cache keys of this run (throttle counters) live under their own prefix: a shared Redis may

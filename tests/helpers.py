@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
+import pytest
 from django.core.cache import caches
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+
+
+def missing_service(reason: str) -> None:
+    """Skip a test whose service (PostgreSQL, Redis, a PostgreSQL extension) is missing; in CI
+    (.ci/run sets BIZDEVOPS_REQUIRE_SERVICES=1) fail it instead, so CI never passes without."""
+    if os.environ.get("BIZDEVOPS_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"{reason} (required: BIZDEVOPS_REQUIRE_SERVICES=1)", pytrace=False)
+    pytest.skip(reason)
+
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
 FORBIDDEN = "You may not do this"  # the friendly 403 page

@@ -34,6 +34,13 @@ def test_deeply_nested_json_body_is_refused(admin, ops_kpi, depth):
     assert ops_kpi.measurements.count() == before
 
 
+def test_deeply_nested_json_to_the_token_endpoint_is_refused(client):
+    # DRF's token view names its own parsers: the depth limit did not reach it (a 500).
+    response = client.post(f"{API}/auth/token/", _deep(100_000), content_type="application/json")
+    assert response.status_code == 400, response.content[:300]
+    assert "nested" in error_of(response)["message"]
+
+
 # Measurements out of range
 
 

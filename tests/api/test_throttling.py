@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.test import Client
+from django.test import Client, override_settings
 from rest_framework.authtoken.models import Token
 from rest_framework.throttling import SimpleRateThrottle
 
@@ -211,3 +212,28 @@ def test_the_cache_is_redis_when_redis_url_is_set_and_local_otherwise() -> None:
         outputs.append(_run_django(code, env).split("\n")[-2].split()[:2])
     assert outputs[0] == ["django.core.cache.backends.redis.RedisCache", "redis://127.0.0.1:6379/9"]
     assert outputs[1][0] == "django.core.cache.backends.locmem.LocMemCache"
+
+
+def _port_nobody_listens_on() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.django_db
+def test_a_cache_that_does_not_answer_lets_requests_through(pm: Any) -> None:
+    """The throttle counters are in Redis: with Redis down, every API request was a 500. Now
+    a request goes through unthrottled (and a warning is logged), like a broker outage never
+    fails a request."""
+    dead = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": f"redis://127.0.0.1:{_port_nobody_listens_on()}/0",
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+        }
+    }
+    with override_settings(CACHES=dead):
+        anonymous = Client().get(SCHEMA_URL)
+        signed_in = _token_client(pm).get("/api/v1/initiatives/")
+    assert anonymous.status_code == 200, anonymous.content[:300]
+    assert signed_in.status_code == 200, signed_in.content[:300]

@@ -43,8 +43,13 @@ def test_unclosed_brackets_count_as_deep():
     assert jsonsafe.nesting("[" * 1000) == 1000
     with pytest.raises(jsonsafe.JSONTooDeep):
         jsonsafe.loads("[" * 1000)
-    with pytest.raises(jsonsafe.JSONTooDeep):
+    # Brackets inside a string that never closes are text: the parser stops at the string
+    # and recurses no further, and the document is refused as broken.
+    assert jsonsafe.nesting('"unterminated' + "[" * 1000) == 0
+    with pytest.raises(ValueError, match="Unterminated string"):
         jsonsafe.loads('"unterminated' + "[" * 1000)
+    with pytest.raises(jsonsafe.JSONTooDeep):
+        jsonsafe.loads("[" * 1000 + '"unterminated')
 
 
 def test_bytes_in_any_json_encoding():
@@ -57,3 +62,19 @@ def test_other_errors_are_value_errors():
         jsonsafe.loads("{not json")
     with pytest.raises(ValueError):
         jsonsafe.loads(b"\xff\xfe\x00")
+
+
+@pytest.mark.parametrize("tail", ["", "\\"])  # a last lone backslash, too
+def test_an_unclosed_string_of_escaped_quotes_is_read_in_one_pass(tail):
+    # The string scan used to start over at every escaped quote of a string that never
+    # closes: quadratic (160 KB took 94 s). Now the unclosed string runs to the end.
+    text = '[["' + '\\"' * 500_000 + tail
+    assert jsonsafe.nesting(text) == 2
+    with pytest.raises(ValueError):
+        jsonsafe.loads(text)
+
+
+def test_raw_utf8_surrogates_are_refused():
+    # Bytes that encode a surrogate are no UTF-8; they got past the surrogate check.
+    with pytest.raises(ValueError):
+        jsonsafe.loads(b'["\xed\xa0\x80"]')

@@ -24,6 +24,8 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 import yaml
 
+from tests.helpers import missing_service
+
 ROOT = Path(__file__).resolve().parents[2]
 ROLES_SCRIPT = ROOT / "deploy" / "postgres" / "10-roles.sh"
 HISTORY_TABLES = ["initiatives_handover", "notifications_alert", "phases_gatedecision"]
@@ -116,7 +118,7 @@ def _manage(url: str, *args: str, runtime_role: str = "", ok: bool = True) -> st
 def deployment() -> Iterator[Deployment]:
     base = os.environ.get("DATABASE_URL", "")
     if not base.startswith("postgres"):
-        pytest.skip("needs PostgreSQL")  # the postgres mark fails it in CI first
+        missing_service("needs PostgreSQL: set DATABASE_URL=postgres://...")
     suffix = uuid.uuid4().hex[:8]
     setup = Deployment(
         f"bizdevops_roles_{suffix}", f"bdo_owner_{suffix}", f"bdo_app_{suffix}", base
@@ -297,7 +299,7 @@ def test_grant_runtime_role_command_gives_the_same_privileges(deployment):
     ("who", "refusal"),
     [
         ("owner", "must own nothing"),
-        ("postgres", "is a superuser"),
+        ("postgres", "is (or is a member of) a superuser"),
         ("nobody", "does not exist"),
     ],
 )
@@ -308,6 +310,30 @@ def test_grant_runtime_role_refuses_a_role_that_would_keep_its_power(deployment,
 
     assert refusal in error
     _assert_exact_privileges(deployment)  # nothing was changed
+
+
+@pytest.mark.parametrize(
+    ("member_of", "refusal"),
+    [("owner", "must own nothing"), ("postgres", "is (or is a member of) a superuser")],
+)
+def test_grant_runtime_role_refuses_a_member_of_a_powerful_role(deployment, member_of, refusal):
+    """A NOINHERIT member of the owner (or of a superuser) looks powerless, but may SET ROLE
+    to it and then disable the triggers: it is refused like the role itself."""
+    member = f"bdo_member_{uuid.uuid4().hex[:8]}"
+    target = deployment.owner if member_of == "owner" else "postgres"
+    admin = _admin(deployment.base_url)
+    try:
+        with admin.cursor() as cursor:
+            cursor.execute(f'CREATE ROLE "{member}" LOGIN NOINHERIT')
+            cursor.execute(f'GRANT "{target}" TO "{member}"')
+
+        error = _manage(deployment.url(deployment.owner), "grant_runtime_role", member, ok=False)
+
+        assert refusal in error
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f'DROP ROLE IF EXISTS "{member}"')
+        admin.close()
 
 
 def test_a_role_granted_everything_still_cannot_truncate_or_rewrite_history(deployment):

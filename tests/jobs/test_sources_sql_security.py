@@ -30,6 +30,7 @@ from jobs import services
 from jobs.datasource_roles import quote_ident
 from jobs.models import DataSource, DataSourceKind
 from jobs.sources import SourceError, check_database_role, check_select, run_sql
+from tests.helpers import missing_service
 from tests.jobs.helpers import pg_drop_role, pg_execute, postgres_url
 
 pytestmark = pytest.mark.django_db
@@ -80,7 +81,7 @@ def dblink(pg_admin_url: str) -> Iterator[str]:
     with closing(psycopg2.connect(pg_admin_url)) as raw, raw.cursor() as cursor:
         cursor.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'dblink'")
         if cursor.fetchone() is None:
-            pytest.skip("the dblink extension is not installable on this server")
+            missing_service("the dblink extension is not installable on this server")
     schema = f"kpi_dblink_{uuid.uuid4().hex[:8]}"
     pg_execute(pg_admin_url, f"CREATE SCHEMA {schema}", f"CREATE EXTENSION dblink SCHEMA {schema}")
     try:
@@ -186,6 +187,58 @@ def test_a_role_made_superuser_after_saving_is_refused_at_run(admin_user, pg_adm
 
     with pytest.raises(SourceError, match="is a superuser"):
         run_sql(source, "SELECT length(pg_read_file('/etc/passwd'))", 5)
+
+
+@pytest.fixture
+def superuser_role(pg_admin_url: str) -> Iterator[str]:
+    name = f"kpi_super_{uuid.uuid4().hex[:10]}"
+    pg_execute(pg_admin_url, f"CREATE ROLE {name} NOLOGIN SUPERUSER")
+    try:
+        yield name
+    finally:
+        pg_drop_role(pg_admin_url, name)
+
+
+@pytest.mark.postgres
+def test_a_member_of_a_superuser_role_is_refused_at_save_and_at_run(
+    admin_user, pg_admin_url, role, superuser_role
+):
+    # A NOINHERIT member of a superuser role looked like a plain reader, and its query could
+    # SET ROLE to the superuser and read server files.
+    url = postgres_url(connection.settings_dict, user=role)
+    source = services.data_source_save(user=admin_user, name="Reader", kind="database", url=url)
+    pg_execute(pg_admin_url, f"ALTER ROLE {role} NOINHERIT", f"GRANT {superuser_role} TO {role}")
+
+    with pytest.raises(SourceError, match=f"is a member of {superuser_role}"):
+        run_sql(
+            source,
+            f"SELECT length(set_config('role', '{superuser_role}', true)) * 0"
+            " + length(pg_read_file('/etc/passwd'))",
+            5,
+        )
+    with pytest.raises(DomainError, match=f"is a member of {superuser_role}"):
+        services.data_source_save(user=admin_user, name="Again", kind="database", url=url)
+
+
+@pytest.mark.postgres
+def test_a_url_that_sets_the_role_is_refused(admin_user, pg_admin_url, role):
+    # A superuser login with `options=-c role=<reader>` ran the check as the reader, and the
+    # query could switch back with set_config('role', 'none', true).
+    url = pg_admin_url + ("&" if "?" in pg_admin_url else "?") + f"options=-c%20role%3D{role}"
+
+    with pytest.raises(DomainError, match="may not set options"):
+        services.data_source_save(user=admin_user, name="Options", kind="database", url=url)
+    assert not DataSource.objects.exists()
+
+
+@pytest.mark.postgres
+def test_a_url_postgresql_refuses_is_a_field_error(admin_user, pg_admin_url):
+    # libpq's "invalid dsn" (a ProgrammingError) was a 500.
+    url = pg_admin_url + ("&" if "?" in pg_admin_url else "?") + "no_such_parameter=1"
+
+    with pytest.raises(DomainError, match="not valid") as excinfo:
+        services.data_source_save(user=admin_user, name="Bad", kind="database", url=url)
+    assert excinfo.value.field == "url"
 
 
 # Every role attribute and grant that reaches past reading is refused, and says which.
@@ -314,12 +367,26 @@ def test_postgres_errors_never_carry_values(pg_scratch, admin_user, sql, message
     assert message in str(excinfo.value)
 
 
-def test_sqlite_errors_never_carry_values(sqlite_source):
+@pytest.mark.parametrize(
+    ("sql", "message"),
+    [
+        (f"SELECT '{SECRET}'", "gave a text value"),
+        # SQLite quotes the path it could not read: here a value the query computed.
+        (f"SELECT json_extract('{{}}', '{SECRET}')", "(SQLITE_ERROR)"),
+        (f"SELECT json_extract('{SECRET}', '$.a')", "(SQLITE_ERROR)"),
+    ],
+)
+def test_sqlite_errors_never_carry_values(sqlite_source, sql, message):
     with pytest.raises(SourceError) as excinfo:
-        run_sql(sqlite_source, f"SELECT '{SECRET}'", 5)
+        run_sql(sqlite_source, sql, 5)
 
     assert SECRET not in str(excinfo.value)
-    assert "gave a text value" in str(excinfo.value)
+    assert message in str(excinfo.value)
+
+
+def test_sqlite_errors_about_the_query_itself_are_shown(sqlite_source):
+    with pytest.raises(SourceError, match="no such table: nowhere"):
+        run_sql(sqlite_source, "SELECT count(*) FROM nowhere", 5)
 
 
 # A huge value cannot blow up the worker.
