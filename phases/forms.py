@@ -13,6 +13,8 @@ class DecisionForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 3}),
         help_text="Why: it is stored with the decision and shown in the history.",
     )
+    # The phase the page showed: a decision someone made meanwhile makes this one stale.
+    from_phase = forms.CharField(required=False, widget=forms.HiddenInput)
 
     def __init__(self, *args: Any, decisions: list[Decision] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

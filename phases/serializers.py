@@ -45,6 +45,15 @@ class TickWriteSerializer(StrictSerializer):
 class DecisionWriteSerializer(StrictSerializer):
     decision = serializers.ChoiceField(choices=Decision.choices)
     rationale = serializers.CharField(max_length=10_000)
+    from_phase = serializers.ChoiceField(
+        choices=Phase.choices,
+        required=False,
+        help_text=(
+            "The phase the decider saw. When the initiative has left it (someone decided "
+            "meanwhile), 409 with code `stale` and nothing is recorded. Send it: two clients "
+            "recycling at once would otherwise move the initiative back two phases."
+        ),
+    )
 
 
 class DecisionSerializer(serializers.Serializer):

@@ -102,13 +102,21 @@ def criterion_untick(
 
 @transaction.atomic
 def gate_decide(
-    *, initiative: Initiative, decision: str, rationale: str, user: User
+    *,
+    initiative: Initiative,
+    decision: str,
+    rationale: str,
+    user: User,
+    from_phase: str = "",
 ) -> GateDecision:
     """Record a decision and apply its effect (see `rules.ALLOWED`).
 
     Only the accountable program manager or an admin decides; `go` needs every criterion of
     the gate; final statuses refuse everything. The decision row stores the checklist as it
-    stood, and is never changed afterwards.
+    stood, and is never changed afterwards. `from_phase` is the phase the decider saw (the
+    page and the API send it): when someone decided meanwhile, the decision is refused as
+    stale rather than applied to a phase nobody looked at (two "recycle" at once would
+    otherwise take an initiative from Ops back to Biz).
     """
     try:
         kind = Decision(decision)
@@ -117,6 +125,13 @@ def gate_decide(
     rationale = require_text(rationale, "rationale", "A rationale", multiline=True)
     initiative = _lock(initiative)
     permissions.can_decide.check(user, initiative)
+    if from_phase and from_phase != initiative.phase:
+        raise ConflictError(
+            f"{initiative.key} is in {initiative.get_phase_display()} now, not "
+            f"{Phase(from_phase).label if from_phase in Phase.values else from_phase}: "
+            "someone decided meanwhile. Look at it again before deciding.",
+            code="stale",
+        )
     transition = rules.transition_for(initiative, kind)
 
     gate = rules.gate_out_of(initiative.phase)

@@ -73,6 +73,7 @@ def decide(request: HtmxHttpRequest, key: str) -> HttpResponse:
                 decision=form.cleaned_data["decision"],
                 rationale=form.cleaned_data["rationale"],
                 user=request.user,
+                from_phase=form.cleaned_data["from_phase"],
             ),
         )
         refusal = getattr(form, "refusal", None)
