@@ -46,6 +46,12 @@ test: lint typecheck
 	DEBUG=1 $(BIN)/python manage.py makemigrations --check --dry-run
 	DEBUG=1 $(BIN)/pytest
 
+# The slow fault tests of docs/reliability.md (10,000 due jobs at once, run by two workers):
+# needs DATABASE_URL (PostgreSQL) and REDIS_URL, as .ci/run sets them.
+.PHONY: faults
+faults: install
+	DEBUG=1 $(BIN)/pytest -m faults tests/integration
+
 # PNGs of the board, an initiative page and its gate panel for docs/img/, from a fresh demo
 # database in a temporary folder (needs Chromium: apt-get install chromium).
 .PHONY: screenshots

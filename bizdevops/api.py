@@ -21,7 +21,7 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from bizdevops import accounts
+from bizdevops import accounts, outbox
 from bizdevops.errors import DomainError
 from bizdevops.throttling import AnonRateThrottle
 
@@ -179,7 +179,8 @@ class TokenView(ObtainAuthToken):
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
-    """200 when the database and the broker answer, 503 otherwise. No authentication."""
+    """200 when the database and the broker answer, 503 otherwise; with the outbox's pending
+    messages and the age of the oldest. No authentication."""
     from bizdevops.celery import app
 
     state: dict[str, str] = {}
@@ -196,9 +197,15 @@ def healthz(request: HttpRequest) -> JsonResponse:
     except Exception as error:
         state["broker"] = f"error: {type(error).__name__}"
     healthy = all(value == "ok" for value in state.values())
-    return JsonResponse(
-        {"status": "ok" if healthy else "unavailable", **state}, status=200 if healthy else 503
-    )
+    body: dict[str, Any] = {"status": "ok" if healthy else "unavailable", **state}
+    if state["database"] == "ok":
+        # Work not yet taken by the broker; informative, not a reason for 503 (the sweep
+        # sends it once the broker is back).
+        try:
+            body["outbox"] = outbox.oldest_pending()
+        except Exception as error:  # a database not migrated yet
+            body["outbox"] = f"error: {type(error).__name__}"
+    return JsonResponse(body, status=200 if healthy else 503)
 
 
 class ErrorDetailSerializer(serializers.Serializer):

@@ -6,8 +6,9 @@ from django.db.models.signals import post_migrate
 
 class BizDevOpsConfig(AppConfig):
     """The project package as an app: its management commands (seed_demo, devserver,
-    grant_runtime_role, flush) and the demo warehouse task. It has no models; it grants the
-    runtime database role after every migrate (bizdevops.history)."""
+    grant_runtime_role, flush), the outbox (its one model, OutboxMessage) with its sweep task,
+    and the demo warehouse task. It grants the runtime database role after every migrate
+    (bizdevops.history)."""
 
     name = "bizdevops"
     verbose_name = "BizDevOps"

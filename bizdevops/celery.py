@@ -13,26 +13,29 @@ app.autodiscover_tasks()
 
 @app.on_after_configure.connect
 def beat_schedule(sender: Celery, **kwargs: object) -> None:
-    """One dispatcher entry for every KPI job (see jobs/services.py `dispatch_due`) and the
-    reaper; with DEBUG, the demo warehouse gets new rows every minute. Tasks are named as
-    strings: this module is imported before any app."""
+    """The dispatcher of KPI jobs (see jobs/services.py `dispatch_due`), the reapers of runs
+    and of webhook deliveries, and the outbox sweep, all routed to the `control` queue; with
+    DEBUG, the demo warehouse gets new rows every minute. A control message that waited
+    longer than CONTROL_EXPIRES_SECONDS (and twice its interval) is dropped: the next one does
+    the same work. Tasks are named as strings: this module is imported before any app."""
     from django.conf import settings
 
+    def every(seconds: float, task: str) -> dict[str, object]:
+        expires = max(settings.CONTROL_EXPIRES_SECONDS, seconds * 2)
+        return {"task": task, "schedule": seconds, "options": {"expires": expires}}
+
+    reaper = settings.KPI_REAPER_INTERVAL_SECONDS
     sender.conf.beat_schedule = {
-        "dispatch-due-kpi-jobs": {
-            "task": "jobs.tasks.dispatch",
-            "schedule": settings.KPI_DISPATCH_INTERVAL_SECONDS,
-            "options": {"expires": settings.KPI_DISPATCH_INTERVAL_SECONDS * 2},
-        },
-        "reap-stuck-kpi-runs": {
-            "task": "jobs.tasks.reap",
-            "schedule": settings.KPI_REAPER_INTERVAL_SECONDS,
-            "options": {"expires": settings.KPI_REAPER_INTERVAL_SECONDS * 2},
-        },
+        "dispatch-due-kpi-jobs": every(
+            settings.KPI_DISPATCH_INTERVAL_SECONDS, "jobs.tasks.dispatch"
+        ),
+        "reap-stuck-kpi-runs": every(reaper, "jobs.tasks.reap"),
+        "reap-lost-webhook-deliveries": every(reaper, "notifications.tasks.reap_deliveries"),
+        "outbox-relay": every(
+            settings.OUTBOX_SWEEP_INTERVAL_SECONDS, "bizdevops.tasks.outbox_relay"
+        ),
     }
     if settings.DEBUG:
-        sender.conf.beat_schedule["demo-warehouse-tick"] = {
-            "task": "bizdevops.tasks.demo_warehouse_tick",
-            "schedule": 60.0,
-            "options": {"expires": 120},
-        }
+        sender.conf.beat_schedule["demo-warehouse-tick"] = every(
+            60.0, "bizdevops.tasks.demo_warehouse_tick"
+        )

@@ -1,10 +1,58 @@
-"""Database helpers for migrations: the triggers that keep history tables append-only."""
+"""Database helpers: the triggers that keep history tables append-only (for migrations), and
+doing work again after the connection to the database was lost."""
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
+from django.db import InterfaceError, OperationalError, connection
 from django.db.migrations.operations.special import RunPython
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+LOST_CONNECTION_RETRIES = 5
+
+
+# Connection exceptions (class 08), and the server ending or refusing sessions: 57P01 admin
+# shutdown (pg_terminate_backend too), 57P02 crash shutdown, 57P03 cannot connect now.
+CONNECTION_LOST_SQLSTATES = ("08", "57P01", "57P02", "57P03")
+
+
+def lost_connection(error: Exception) -> bool:
+    """The error a query gets when the server closed the connection (a terminated backend, a
+    restart, a network cut), as opposed to a refused statement."""
+    if isinstance(error, InterfaceError):
+        return True
+    if not isinstance(error, OperationalError):
+        return False
+    cause = error.__cause__
+    code = str(getattr(cause, "pgcode", "") or "")
+    if code:
+        return code.startswith(CONNECTION_LOST_SQLSTATES)
+    # psycopg2 reports a dropped connection without SQLSTATE; SQLite never drops one.
+    return connection.vendor == "postgresql"
+
+
+def retry_on_lost_connection(
+    work: Callable[[], T], *, what: str, attempts: int = LOST_CONNECTION_RETRIES
+) -> T:
+    """Run `work` (a transaction of its own) and, when the database connection was lost
+    under it, close the connection and run it again on a new one, with a short backoff (0.25,
+    0.5, 1, 2 s). Must be called outside any transaction: the work must be whole or absent."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return work()
+        except (OperationalError, InterfaceError) as error:
+            if attempt == attempts or not lost_connection(error) or connection.in_atomic_block:
+                raise
+            log.warning("Lost the database connection during %s (%s); again", what, error)
+            connection.close()
+            time.sleep(0.25 * 2 ** (attempt - 1))
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def append_only_trigger(table: str) -> RunPython:

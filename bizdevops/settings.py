@@ -240,8 +240,13 @@ else:
     # Redis redelivers a message that was taken but never acknowledged (a worker killed
     # mid-run) after this many seconds; the reaper resends lost runs much sooner. It must
     # exceed the longest run (job timeouts go up to 3600 s) or a live run is redelivered.
+    # A Redis that hangs (frozen, not refusing) must not hang a request: every command gives
+    # up after socket_timeout (a frozen Redis held a "run now" for as long as it was frozen;
+    # the worker's own polling waits 1 s at a time, well below it).
     CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=7200)
+        "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=7200),
+        "socket_timeout": 3,
+        "socket_connect_timeout": 2,
     }
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -251,7 +256,43 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 3, "interval_start": 0, "interval_step": 0.5}
 CELERY_BROKER_CONNECTION_TIMEOUT = 5
+# Workers and beat reconnect for as long as the broker is away (Celery's default gives up
+# after 100 tries and exits).
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Queues (docs/reliability.md): `control` (dispatcher, reaper, outbox sweep) is never behind a
+# backlog of runs, and a slow webhook receiver never holds up KPI runs. A worker started
+# without -Q consumes all four; production runs one worker per queue group.
+CELERY_TASK_DEFAULT_QUEUE = "runs"
+CELERY_TASK_QUEUES = {
+    name: {"exchange": name, "routing_key": name}
+    for name in ("control", "runs", "webhooks", "notifications")
+}
+CELERY_TASK_ROUTES = {
+    "jobs.tasks.dispatch": {"queue": "control"},
+    "jobs.tasks.reap": {"queue": "control"},
+    "notifications.tasks.reap_deliveries": {"queue": "control"},
+    "bizdevops.tasks.outbox_relay": {"queue": "control"},
+    "jobs.tasks.execute_run": {"queue": "runs"},
+    "notifications.tasks.deliver_webhook": {"queue": "webhooks"},
+    "notifications.tasks.send_alert_email": {"queue": "notifications"},
+    "bizdevops.tasks.demo_warehouse_tick": {"queue": "control"},
+}
+# A control message that waited longer is dropped: the next one does the same work.
+CONTROL_EXPIRES_SECONDS: float = env.float("CONTROL_EXPIRES_SECONDS", default=60.0)
+# How often the outbox sweep sends what the relay after commit could not (broker away, or a
+# retry's backoff due).
+OUTBOX_SWEEP_INTERVAL_SECONDS: float = env.float("OUTBOX_SWEEP_INTERVAL_SECONDS", default=2.0)
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Stopping a worker (docs/reliability.md): SIGTERM alone is a warm shutdown, which waits for
+# the runs in hand however long they take. With REMAP_SIGTERM=SIGQUIT in the worker's
+# environment (docker-compose.yml) it is a cold shutdown that gives them this many seconds
+# (all of them, whenever a task is in hand), then stops the rest: the broker gets their
+# messages back, their rows go back to queued, and another worker runs them. The worker exits
+# about 2 s after this timeout: keep it that far below the stop timeout.
+CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT: float = env.float(
+    "CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT", default=5.0
+)
 
 # Fernet key that encrypts data source URLs at rest (required without DEBUG when a data source
 # is given a URL rather than an environment variable).

@@ -15,7 +15,8 @@ from django.db import models, transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from bizdevops import crypto, queue
+from bizdevops import crypto, outbox
+from bizdevops.db import retry_on_lost_connection
 from bizdevops.errors import ConflictError, DomainError, clean_text, reject_unknown, require_text
 from initiatives.models import ENGINEER_ROLES, Initiative, Membership, Phase, Status
 from initiatives.services import initiative_lock, require_open
@@ -265,15 +266,21 @@ def job_update(*, job: Job, user: User, **changes: Any) -> Job:
 
 
 def _enqueue(run: Run) -> None:
-    """Send the run to the workers once the transaction that created it commits, with the
-    time limits of its job."""
+    """Hand the run to the workers (a delivery: dispatch, run now, the reaper) through the
+    outbox, in the transaction that created or resent it."""
     Run.objects.filter(pk=run.pk).update(
         enqueued_at=timezone.now(), deliveries=models.F("deliveries") + 1
     )
+    _send(run)
+
+
+def _send(run: Run, delay: int = 0) -> None:
+    """The run's message, with the time limits of its job; after `delay` seconds (a retry)."""
     timeout = run.job.timeout_seconds
-    queue.enqueue(
+    outbox.enqueue(
         EXECUTE_RUN,
         run.pk,
+        delay=delay,
         soft_time_limit=timeout + SOFT_MARGIN_SECONDS,
         time_limit=timeout + HARD_MARGIN_SECONDS,
     )
@@ -317,10 +324,12 @@ def dispatch_due(*, now: dt.datetime | None = None, limit: int = 500) -> list[in
     Jobs are claimed with FOR UPDATE SKIP LOCKED (PostgreSQL), so two dispatchers never take
     the same job; the unique (job, scheduled_for) constraint makes a second run for the same
     moment impossible anyway. A job that missed many fire times (beat was down) gets one
-    catch-up run, then its next run moves past now.
+    catch-up run, then its next run moves past now. A batch is a constant number of queries
+    (claim, existing runs, insert runs, update jobs, insert outbox rows), not a few per job:
+    at 6 queries per job, a tick of 500 took 4 to 12 s on a loaded machine, and control
+    messages queued behind the ticks expired.
     """
     now = now or timezone.now()
-    created: list[int] = []
     with transaction.atomic():
         due = list(
             Job.objects.select_for_update(skip_locked=True, of=("self",))
@@ -330,30 +339,63 @@ def dispatch_due(*, now: dt.datetime | None = None, limit: int = 500) -> list[in
                 kpi__initiative__phase=Phase.OPS,
                 kpi__initiative__status=Status.ACTIVE,
             )
-            .select_related("kpi")
             .order_by("next_run_at")[:limit]
         )
+        if not due:
+            return []
+        moments = {job.pk: _moments(job, now) for job in due}
+        existing = set(
+            Run.objects.filter(
+                job__in=due, scheduled_for__in={m for m, _ in moments.values()}
+            ).values_list("job_id", "scheduled_for")
+        )
+        runs = Run.objects.bulk_create(
+            Run(
+                job=job,
+                scheduled_for=moments[job.pk][0],
+                trigger=Trigger.SCHEDULE,
+                enqueued_at=now,
+                deliveries=1,
+            )
+            for job in due
+            if (job.pk, moments[job.pk][0]) not in existing
+        )
         for job in due:
-            assert job.next_run_at is not None  # noqa: S101  (filtered above)
-            scheduled_for = scheduling.latest_due(
-                job.schedule_kind, job.cron, job.interval_seconds, job.next_run_at, now
+            job.next_run_at = moments[job.pk][1]
+        Job.objects.bulk_update(due, ["next_run_at"])
+        _send_many(runs)
+    return [run.pk for run in runs]
+
+
+def _moments(job: Job, now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+    """The moment a due job runs for (the latest missed one) and its next run after now."""
+    assert job.next_run_at is not None  # noqa: S101  (filtered by dispatch_due)
+    scheduled_for = scheduling.latest_due(
+        job.schedule_kind, job.cron, job.interval_seconds, job.next_run_at, now
+    )
+    upcoming = scheduling.next_after(
+        job.schedule_kind, job.cron, job.interval_seconds, scheduled_for
+    )
+    if upcoming <= now:
+        upcoming = scheduling.next_after(job.schedule_kind, job.cron, job.interval_seconds, now)
+    return scheduled_for, upcoming
+
+
+def _send_many(runs: list[Run]) -> None:
+    limits = [(run.pk, run.job.timeout_seconds) for run in runs]
+    outbox.enqueue_many(
+        EXECUTE_RUN,
+        [
+            (
+                (pk,),
+                {
+                    "soft_time_limit": timeout + SOFT_MARGIN_SECONDS,
+                    "time_limit": timeout + HARD_MARGIN_SECONDS,
+                },
             )
-            run, made = Run.objects.get_or_create(
-                job=job, scheduled_for=scheduled_for, defaults={"trigger": Trigger.SCHEDULE}
-            )
-            upcoming = scheduling.next_after(
-                job.schedule_kind, job.cron, job.interval_seconds, scheduled_for
-            )
-            if upcoming <= now:
-                upcoming = scheduling.next_after(
-                    job.schedule_kind, job.cron, job.interval_seconds, now
-                )
-            Job.objects.filter(pk=job.pk).update(next_run_at=upcoming)
-            if made:
-                run.job = job
-                _enqueue(run)
-                created.append(run.pk)
-    return created
+            for pk, timeout in limits
+        ],
+    )
 
 
 @dataclass(frozen=True)
@@ -426,6 +468,8 @@ def run_fail(*, run: Run, error: str, retry: bool) -> Outcome:
         locked.state, locked.error = RunState.QUEUED, f"Attempt {locked.attempt} failed: {error}"
         locked.enqueued_at = now + dt.timedelta(seconds=delay)
         locked.save(update_fields=["state", "error", "enqueued_at"])
+        _send(locked, delay=delay)
+        log.info("Run %s: attempt %d failed; retry in %ds", locked.pk, locked.attempt, delay)
         return Outcome(RunState.QUEUED, retry_in=delay)
     locked.state, locked.error, locked.finished_at = RunState.FAILED, error[:5000], now
     locked.save(update_fields=["state", "error", "finished_at"])
@@ -467,6 +511,29 @@ def _alert_failed(run: Run) -> Alert:
     )
 
 
+@transaction.atomic
+def runs_release(*, worker: str, now: dt.datetime | None = None) -> list[int]:
+    """Put back to queued the runs `worker` still has running as it shuts down: a cold
+    shutdown stopped them (past CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT), or their pool process
+    died during a warm one. Their messages are back in the broker (restored as the worker
+    closes, or requeued by reject_on_worker_lost), so the next worker claims them. The
+    attempt stays counted; enqueued_at restarts the reaper's clock. Runs another worker has
+    claimed meanwhile are not this worker's any more and are left alone."""
+    if not worker:
+        return []
+    now = now or timezone.now()
+    released: list[int] = []
+    running = Run.objects.select_for_update(of=("self",)).filter(
+        state=RunState.RUNNING, worker=worker[:200]
+    )
+    for run in running:
+        run.state, run.enqueued_at = RunState.QUEUED, now
+        run.error = f"Attempt {run.attempt} stopped: the worker {worker} shut down."
+        run.save(update_fields=["state", "enqueued_at", "error"])
+        released.append(run.pk)
+    return released
+
+
 def run_time_out(*, run_id: int) -> Outcome:
     """The worker stopped a run at its soft time limit: it fails for good."""
     run = Run.objects.select_related("job").get(pk=run_id)
@@ -474,49 +541,94 @@ def run_time_out(*, run_id: int) -> Outcome:
 
 
 def run_execute(*, run_id: int, worker: str = "") -> Outcome:
-    """Execute one run: claim it, compute the number outside any transaction, record it."""
-    run = run_start(run_id=run_id, worker=worker)
+    """Execute one run: claim it, compute the number outside any transaction, record it.
+
+    Losing the app's database connection is transient where it happens: the claim and the
+    recording are each done again on a new connection (the computed value is kept), so the
+    run finishes normally instead of waiting for the reaper."""
+    run = retry_on_lost_connection(
+        lambda: run_start(run_id=run_id, worker=worker), what=f"the start of run {run_id}"
+    )
     if run is None:
         return Outcome(Run.objects.values_list("state", flat=True).get(pk=run_id))
     try:
         value = sources.evaluate(run.job)
     except sources.TransientSourceError as error:
-        return run_fail(run=run, error=str(error), retry=True)
+        return _record_failure(run, str(error), retry=True)
     except sources.SourceError as error:
-        return run_fail(run=run, error=str(error), retry=False)
+        return _record_failure(run, str(error), retry=False)
     except SoftTimeLimitExceeded:
         raise  # the task records the time limit
     except Exception as error:
         # A bug in a calculation (not a named transient error): fail the run, no retry,
         # and log it with its traceback rather than leave the run 'running'.
         log.exception("Run %s failed unexpectedly", run.pk)
-        return run_fail(
-            run=run, error=f"Unexpected error: {type(error).__name__}: {error}", retry=False
-        )
+        message = f"Unexpected error: {type(error).__name__}: {error}"
+        return _record_failure(run, message, retry=False)
     try:
-        run_succeed(run=run, value=value)
+        retry_on_lost_connection(
+            lambda: run_succeed(run=run, value=value), what=f"the result of run {run.pk}"
+        )
     except DomainError as error:
         # Out of the measurement bounds: the same answer next time, so no retry.
-        return run_fail(run=run, error=f"The result was refused: {error.message}", retry=False)
+        return _record_failure(run, f"The result was refused: {error.message}", retry=False)
     return Outcome(RunState.SUCCEEDED)
 
 
-def runs_reap(*, now: dt.datetime | None = None) -> list[int]:
+def _record_failure(run: Run, error: str, *, retry: bool) -> Outcome:
+    return retry_on_lost_connection(
+        lambda: run_fail(run=run, error=error, retry=retry), what=f"the failure of run {run.pk}"
+    )
+
+
+TAKEN = (RunState.RUNNING, RunState.SUCCEEDED, RunState.FAILED, RunState.SKIPPED)
+
+
+def _newest_taken(limit: dt.datetime) -> dt.datetime | None:
+    """The latest enqueue time of a run a worker has taken (one index lookup per state)."""
+    newest = [
+        Run.objects.filter(state=state, enqueued_at__isnull=False, enqueued_at__gt=limit)
+        .order_by("-enqueued_at")
+        .values_list("enqueued_at", flat=True)
+        .first()
+        for state in TAKEN
+    ]
+    return max((moment for moment in newest if moment is not None), default=None)
+
+
+def runs_reap(*, now: dt.datetime | None = None, waiting: int | None = 0) -> list[int]:
     """Send again runs whose message was lost: queued or running well past their time limit.
-    Bounded by KPI_RUN_MAX_DELIVERIES; after that the run fails."""
+    Bounded by KPI_RUN_MAX_DELIVERIES; after that the run fails.
+
+    A queued run is not lost while its message is still in the outbox, nor while it waits
+    behind a backlog: `waiting` is the number of messages in the broker's `runs` queue (None:
+    unknown), and a queued run counts as lost only when that queue is empty or when the
+    workers have taken a run enqueued more than the grace period after it (the queue is
+    first in, first out). Without this, every run of a backlog that takes longer than the
+    grace period to drain (10,000 due runs take minutes) would be sent again."""
     now = now or timezone.now()
     grace = dt.timedelta(seconds=settings.KPI_RUN_GRACE_SECONDS)
     resent: list[int] = []
     with transaction.atomic():
-        stuck = (
+        stuck = list(
             Run.objects.select_for_update(skip_locked=True, of=("self",))
             .select_related("job")
             .filter(state__in=[RunState.QUEUED, RunState.RUNNING], enqueued_at__lt=now - grace)
         )
+        if not stuck:
+            return resent
+        in_outbox = outbox.pending_args(EXECUTE_RUN)
+        oldest = min(run.enqueued_at for run in stuck if run.enqueued_at is not None)
+        newest_taken = _newest_taken(oldest) if waiting != 0 else None
         for run in stuck:
             limit = dt.timedelta(seconds=run.job.timeout_seconds) + grace
             since = run.started_at if run.state == RunState.RUNNING else run.enqueued_at
             if since is None or since > now - limit:
+                continue
+            if run.state == RunState.QUEUED and (
+                run.pk in in_outbox
+                or (waiting != 0 and not (newest_taken and newest_taken > since + grace))
+            ):
                 continue
             if run.deliveries >= settings.KPI_RUN_MAX_DELIVERIES:
                 run.state, run.finished_at = RunState.FAILED, now

@@ -22,6 +22,7 @@ from jsonpath_ng import parse as jsonpath_parse
 from jsonpath_ng.exceptions import JsonPathLexerError, JsonPathParserError
 
 from bizdevops import crypto, http
+from bizdevops.db import CONNECTION_LOST_SQLSTATES
 from jobs import datasource_roles
 from jobs.models import SourceKind
 
@@ -195,27 +196,46 @@ def check_database_role(url: str, timeout: float = 10) -> None:
         return
     connection = _connect_postgres(url, timeout)
     try:
-        with connection, connection.cursor() as cursor:
+        with connection.cursor() as cursor:
             cursor.execute("SET TRANSACTION READ ONLY")
             _refuse_privileged_role(cursor)
-    except psycopg2.OperationalError as error:
-        raise TransientSourceError(f"The database connection failed: {error}".strip()) from None
     except psycopg2.Error as error:
-        raise SourceError(_server_refused(error, "The database refused the role check")) from None
+        raise _database_error(error, connection, "The database refused the role check") from None
     finally:
         connection.close()
+
+
+def _database_error(error: psycopg2.Error, connection: Any, refused: str) -> SourceError:
+    """A lost connection or a failing server is worth a retry; a refusal of the SQL is not."""
+    code = error.pgcode or ""
+    if (
+        connection.closed
+        or isinstance(error, psycopg2.InterfaceError)
+        or (isinstance(error, psycopg2.OperationalError) and not code)
+        or code.startswith(CONNECTION_LOST_SQLSTATES)
+    ):
+        # Without a SQLSTATE the message is the client's own (libpq, psycopg2): it says what
+        # became of the connection and carries no data.
+        first_line = str(error).strip().partition("\n")[0]
+        reason = _sqlstate(code) if code else f": {first_line}"
+        return TransientSourceError(f"The connection to the database was lost{reason}.")
+    if isinstance(error, psycopg2.OperationalError):
+        return TransientSourceError(_server_refused(error, "The database failed"))
+    return SourceError(_server_refused(error, refused))
+
+
+def _sqlstate(code: str) -> str:
+    name = (psycopg2.errorcodes.lookup(code) or "").lower().replace("_", " ") if code else ""
+    return f" ({code}: {name})" if name else f" ({code})" if code else ""
 
 
 def _server_refused(error: psycopg2.Error, what: str) -> str:
     """The SQLSTATE and its name, not the server's text: that text can carry data (`invalid
     input syntax for type integer: "<a value>"`, or a value turned into a table name through
     query_to_xml)."""
-    code = error.pgcode or ""
-    name = (psycopg2.errorcodes.lookup(code) or "").lower().replace("_", " ") if code else ""
-    detail = f" ({code}: {name})" if name else f" ({code})" if code else ""
     return (
-        f"{what}{detail}. Run the query in a SQL client as the same role to see the server's "
-        "message."
+        f"{what}{_sqlstate(error.pgcode or '')}. Run the query in a SQL client as the same role "
+        "to see the server's message."
     )
 
 
@@ -237,40 +257,37 @@ def _wrapped(query: str, max_bytes: int) -> str:
 def _run_postgres(url: str, query: str, timeout: float) -> float:
     max_bytes = settings.KPI_SQL_MAX_BYTES
     connection = _connect_postgres(url, timeout)
+    # Nothing is ever committed: close() ends the read-only transaction. A rollback on leaving
+    # `with connection:` would fail on a connection the server dropped and hide why it failed.
     try:
-        with connection:
-            with connection.cursor() as cursor:
-                # A read-only transaction refuses every write, whatever the SQL says; the role
-                # check refuses the roles that reach past it (files, programs, dblink).
-                cursor.execute("SET TRANSACTION READ ONLY")
-                cursor.execute("SET LOCAL statement_timeout = %s", [int(timeout * 1000)])
-                _refuse_privileged_role(cursor)
-                # The columns without a row: LIMIT 0 plans the query and stops.
-                cursor.execute(f"SELECT * FROM (\n{query}\n) AS q LIMIT 0")  # noqa: S608
-                columns = len(cursor.description or ())
-            if columns != 1:
-                return _one_number([], columns)
-            # A server-side cursor: at most two rows come over, each value capped above.
-            with connection.cursor(name="kpi_value") as named:
-                named.execute(_wrapped(query, max_bytes))
-                rows = named.fetchmany(2)
-            for _, size in rows:
-                if size is not None and size > max_bytes:
-                    raise SourceError(
-                        f"The query returned a value of {size} bytes, more than the "
-                        f"{max_bytes} bytes allowed (KPI_SQL_MAX_BYTES)."
-                    )
-            return _one_number([(value,) for value, _ in rows], columns)
+        with connection.cursor() as cursor:
+            # A read-only transaction refuses every write, whatever the SQL says; the role
+            # check refuses the roles that reach past it (files, programs, dblink).
+            cursor.execute("SET TRANSACTION READ ONLY")
+            cursor.execute("SET LOCAL statement_timeout = %s", [int(timeout * 1000)])
+            _refuse_privileged_role(cursor)
+            # The columns without a row: LIMIT 0 plans the query and stops.
+            cursor.execute(f"SELECT * FROM (\n{query}\n) AS q LIMIT 0")  # noqa: S608
+            columns = len(cursor.description or ())
+        if columns != 1:
+            return _one_number([], columns)
+        # A server-side cursor: at most two rows come over, each value capped above.
+        with connection.cursor(name="kpi_value") as named:
+            named.execute(_wrapped(query, max_bytes))
+            rows = named.fetchmany(2)
+        for _, size in rows:
+            if size is not None and size > max_bytes:
+                raise SourceError(
+                    f"The query returned a value of {size} bytes, more than the "
+                    f"{max_bytes} bytes allowed (KPI_SQL_MAX_BYTES)."
+                )
+        return _one_number([(value,) for value, _ in rows], columns)
     except psycopg2.errors.QueryCanceled:
         raise SourceError(f"The query ran longer than {timeout:g} s and was stopped.") from None
     except psycopg2.errors.ReadOnlySqlTransaction:
         raise SourceError("The query tried to write; data sources are read-only.") from None
-    except psycopg2.OperationalError as error:
-        if error.pgcode:
-            raise TransientSourceError(_server_refused(error, "The database failed")) from None
-        raise TransientSourceError(f"The database connection failed: {error}".strip()) from None
     except psycopg2.Error as error:
-        raise SourceError(_server_refused(error, "The database refused the query")) from None
+        raise _database_error(error, connection, "The database refused the query") from None
     finally:
         connection.close()
 

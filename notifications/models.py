@@ -83,6 +83,8 @@ class WebhookDelivery(models.Model):
     last_error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
+    # An attempt in flight holds the delivery until its hard time limit has passed.
+    claimed_until = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -90,3 +92,16 @@ class WebhookDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event} → {self.subscription.url} ({self.state})"
+
+
+class AlertMailing(models.Model):
+    """Whether an alert's e-mail went out: the mail task may get its message twice (the
+    outbox sends at least once), and a second message must not send a second mail."""
+
+    alert = models.OneToOneField(Alert, on_delete=models.CASCADE, related_name="mailing")
+    sent_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+
+    def __str__(self) -> str:
+        return f"mail of alert {self.alert_id}: {'sent' if self.sent_at else 'not sent'}"

@@ -3,23 +3,26 @@ something happened and hand over plain data; nothing here knows what a KPI or a 
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import json
 import secrets
+import smtplib
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.mail import send_mail
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import transaction
+from django.db import models, transaction
 from django.utils import timezone
 
-from bizdevops import crypto, http, queue
+from bizdevops import crypto, http, outbox
 from bizdevops.errors import DomainError, clean_text
 from notifications.models import (
     Alert,
+    AlertMailing,
     DeliveryState,
     Event,
     WebhookDelivery,
@@ -33,6 +36,7 @@ if TYPE_CHECKING:
 SIGNATURE_HEADER = "X-BizDevOps-Signature"
 DELIVER_WEBHOOK = "notifications.tasks.deliver_webhook"
 SEND_ALERT_EMAIL = "notifications.tasks.send_alert_email"
+REAP_DELIVERIES = "notifications.tasks.reap_deliveries"
 
 
 def alert_record(
@@ -69,12 +73,37 @@ def alert_record(
     )
     alert.recipients.set(set(recipients))
     event_publish(event=event, payload=payload)
-    queue.enqueue(SEND_ALERT_EMAIL, alert.pk)
+    outbox.enqueue(SEND_ALERT_EMAIL, alert.pk)
     return alert
 
 
+MAIL_ATTEMPTS = 5
+
+
 def alert_email(alert: Alert) -> int:
-    """Mail an alert to its recipients who have an address. Returns the mails sent."""
+    """Mail an alert to its recipients who have an address, once: a second call (a message
+    sent twice) finds it sent and mails nothing. A mail server that refuses or cannot be
+    reached is tried again (outbox, 1, 2, 4, 8 minutes), MAIL_ATTEMPTS times in all. Returns
+    the mails sent."""
+    with transaction.atomic():
+        mailing, _ = AlertMailing.objects.select_for_update().get_or_create(alert=alert)
+        if mailing.sent_at is not None or mailing.attempts >= MAIL_ATTEMPTS:
+            return 0
+        mailing.attempts += 1
+        try:
+            sent = _mail(alert)
+        except (OSError, smtplib.SMTPException) as error:
+            mailing.last_error = f"{type(error).__name__}: {error}"[:2000]
+            if mailing.attempts < MAIL_ATTEMPTS:
+                outbox.enqueue(SEND_ALERT_EMAIL, alert.pk, delay=60 * 2 ** (mailing.attempts - 1))
+            mailing.save(update_fields=["attempts", "last_error"])
+            return 0
+        mailing.sent_at, mailing.last_error = timezone.now(), ""
+        mailing.save(update_fields=["attempts", "sent_at", "last_error"])
+    return sent
+
+
+def _mail(alert: Alert) -> int:
     addresses = sorted(
         {email for email in alert.recipients.values_list("email", flat=True) if email}
     )
@@ -151,15 +180,44 @@ def event_publish(*, event: Event, payload: dict[str, Any]) -> list[int]:
             subscription=subscription, event=event, payload=body
         )
         created.append(delivery.pk)
-        # The limits travel in the message (and its retries): the sender's settings decide,
-        # whether or not this process has imported the task.
-        queue.enqueue(
-            DELIVER_WEBHOOK,
-            delivery.pk,
-            soft_time_limit=settings.WEBHOOK_SOFT_TIME_LIMIT,
-            time_limit=settings.WEBHOOK_TIME_LIMIT,
-        )
+        _send(delivery.pk)
     return created
+
+
+def _send(delivery_id: int, delay: float = 0) -> None:
+    # The limits travel in the message: the sender's settings decide, whether or not this
+    # process has imported the task.
+    outbox.enqueue(
+        DELIVER_WEBHOOK,
+        delivery_id,
+        delay=delay,
+        soft_time_limit=settings.WEBHOOK_SOFT_TIME_LIMIT,
+        time_limit=settings.WEBHOOK_TIME_LIMIT,
+    )
+
+
+def deliveries_reap(*, waiting: int | None, now: dt.datetime | None = None) -> list[int]:
+    """Send again the pending deliveries whose message was lost (Redis restarted without its
+    data): no message in the outbox, no attempt in flight, and nothing waiting in the
+    broker's `webhooks` queue (`waiting`; None: the broker cannot tell, so nothing is
+    judged lost). Each resend can cost at most one attempt, so WEBHOOK_MAX_ATTEMPTS still
+    bounds them; a message that was not lost after all is postponed by the claim."""
+    if waiting != 0:
+        return []
+    now = now or timezone.now()
+    in_outbox = outbox.pending_args(DELIVER_WEBHOOK)
+    resent = []
+    with transaction.atomic():
+        pending = WebhookDelivery.objects.select_for_update(skip_locked=True).filter(
+            state=DeliveryState.PENDING,
+            created_at__lt=now - dt.timedelta(seconds=settings.WEBHOOK_TIME_LIMIT),
+        )
+        for delivery in pending.filter(
+            models.Q(claimed_until__isnull=True) | models.Q(claimed_until__lt=now)
+        ).exclude(pk__in=in_outbox):
+            _send(delivery.pk)
+            resent.append(delivery.pk)
+    return resent
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -167,7 +225,12 @@ def sign(secret: str, body: bytes) -> str:
 
 
 def _claim(delivery_id: int) -> WebhookDelivery | None:
-    """Count an attempt of a pending delivery; None when there is nothing to send."""
+    """Count an attempt of a pending delivery; None when there is nothing to send now.
+
+    A message may come twice (the outbox sends at least once): an attempt claims the delivery
+    until its hard time limit has passed, and a second message meanwhile is postponed to that
+    moment instead of POSTing the same body at the same time."""
+    now = timezone.now()
     with transaction.atomic():
         delivery = (
             WebhookDelivery.objects.select_for_update(of=("self",))
@@ -186,14 +249,19 @@ def _claim(delivery_id: int) -> WebhookDelivery | None:
             delivery.state = DeliveryState.FAILED
             delivery.save(update_fields=["state"])
             return None
+        if delivery.claimed_until is not None and delivery.claimed_until > now:
+            _send(delivery.pk, delay=(delivery.claimed_until - now).total_seconds())
+            return None
         delivery.attempts += 1
-        delivery.save(update_fields=["attempts"])
+        delivery.claimed_until = now + dt.timedelta(seconds=settings.WEBHOOK_TIME_LIMIT)
+        delivery.save(update_fields=["attempts", "claimed_until"])
     return delivery
 
 
 def delivery_attempt(*, delivery_id: int) -> int | None:
-    """POST a delivery once. Returns the seconds to wait before the next attempt, or None
-    when it is done (delivered, or failed for good after WEBHOOK_MAX_ATTEMPTS)."""
+    """POST a delivery once. Returns the seconds until the next attempt (written to the
+    outbox with the result), or None when it is done (delivered, or failed for good after
+    WEBHOOK_MAX_ATTEMPTS)."""
     delivery = _claim(delivery_id)
     if delivery is None:
         return None
@@ -226,11 +294,16 @@ def _record(delivery_id: int, answer: http.Answer) -> int | None:
         if delivery.state != DeliveryState.PENDING:
             return None
         delivery.status_code, delivery.last_error = answer.status_code, answer.error
+        delivery.claimed_until = None
         if not answer.error:
             delivery.state, delivery.delivered_at = DeliveryState.DELIVERED, timezone.now()
         elif delivery.attempts >= settings.WEBHOOK_MAX_ATTEMPTS:
             delivery.state = DeliveryState.FAILED
-        delivery.save(update_fields=["status_code", "last_error", "state", "delivered_at"])
+        delivery.save(
+            update_fields=["status_code", "last_error", "state", "delivered_at", "claimed_until"]
+        )
         if delivery.state == DeliveryState.PENDING:
-            return int(min(2**delivery.attempts, 600))
+            delay = int(min(2**delivery.attempts, 600))
+            _send(delivery.pk, delay=delay)
+            return delay
     return None

@@ -201,3 +201,23 @@ def everyone(
     """Every user of the permission matrices exists in every case (so that a refusal is
     never about a missing user)."""
     return request
+
+
+@pytest.fixture
+def unreachable_broker() -> Iterator[None]:
+    """The real Celery app of this process pointed at a port where nothing listens (Redis
+    refusing connections), and back afterwards."""
+    from bizdevops.celery import app
+
+    def forget_pools() -> None:
+        app._pool = None
+        app.amqp._producer_pool = None
+
+    # broker_write_url stays None (it follows broker_url): restoring the value it read would
+    # pin writes to this broker and leave later tests' workers unreachable.
+    before = app.conf.broker_url
+    app.conf.broker_url, app.conf.broker_write_url = "redis://127.0.0.1:1/0", None
+    forget_pools()
+    yield
+    app.conf.broker_url, app.conf.broker_write_url = before, None
+    forget_pools()

@@ -1,5 +1,6 @@
-"""docs/security.md names a test for every attack: each named test exists (a renamed or
-deleted test would leave the table claiming a protection nobody checks)."""
+"""docs/security.md names a test for every attack, and docs/reliability.md one for every
+fault: each named test exists (a renamed or deleted test would leave the table claiming a
+protection nobody checks)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import ast
 import re
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
-DOC = ROOT / "docs" / "security.md"
+DOCS = {"security.md": 60, "reliability.md": 20}  # each doc, and how many references at least
 # `tests/x.py::test_name[param]`, `::test_name` (same file as the last one in the cell) or a
 # bare `tests/x.py` (a whole file); `*` stands for any part of a name.
 REFERENCE = re.compile(r"`((?:tests/[\w/]+\.py)?)(?:::([\w*]+)(?:\[[^\]]*\])?)?`")
@@ -23,9 +26,9 @@ def _tests_in(path: Path) -> set[str]:
     }
 
 
-def _references() -> list[tuple[str, str | None]]:
+def _references(doc: str = "security.md") -> list[tuple[str, str | None]]:
     found = []
-    for line in DOC.read_text().splitlines():
+    for line in (ROOT / "docs" / doc).read_text().splitlines():
         for cell in line.split("|"):
             current = ""
             for path, name in REFERENCE.findall(cell):
@@ -37,13 +40,15 @@ def _references() -> list[tuple[str, str | None]]:
     return found
 
 
-def test_the_security_doc_names_tests() -> None:
-    assert len(_references()) > 60
+@pytest.mark.parametrize("doc", DOCS)
+def test_the_doc_names_tests(doc: str) -> None:
+    assert len(_references(doc)) > DOCS[doc]
 
 
-def test_every_test_the_security_doc_names_exists() -> None:
+@pytest.mark.parametrize("doc", DOCS)
+def test_every_test_the_doc_names_exists(doc: str) -> None:
     missing = []
-    for path, name in _references():
+    for path, name in _references(doc):
         file = ROOT / path
         if not file.is_file():
             missing.append(path)

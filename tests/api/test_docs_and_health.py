@@ -227,15 +227,17 @@ def broker_url() -> Iterator[Any]:
     """Point the Celery app at another broker for one test, and back afterwards."""
     from bizdevops.celery import app
 
-    before = (app.conf.broker_url, app.conf.broker_write_url)
+    # broker_write_url stays None (it follows broker_url): restoring the value it read would
+    # pin every later publish and ping of this process to this test's broker.
+    before = app.conf.broker_url
 
     def point(url: str) -> None:
         app.conf.broker_url = url
         app.conf.broker_write_url = None
 
     yield point
-    app.conf.broker_url, app.conf.broker_write_url = before
-    assert app.conf.broker_url == before[0]
+    app.conf.broker_url, app.conf.broker_write_url = before, None
+    assert app.conf.broker_url == before
 
 
 @pytest.mark.django_db
@@ -245,7 +247,12 @@ def test_healthz_is_200_when_the_database_and_redis_answer(broker_url: Any) -> N
     response = Client().get("/healthz")  # no credentials
     assert response.status_code == 200, response.content
     assert response["Content-Type"] == "application/json"
-    assert response.json() == {"status": "ok", "database": "ok", "broker": "ok"}
+    assert response.json() == {
+        "status": "ok",
+        "database": "ok",
+        "broker": "ok",
+        "outbox": {"pending": 0, "due": 0, "oldest_seconds": None},
+    }
 
 
 @pytest.mark.django_db
@@ -258,4 +265,4 @@ def test_healthz_is_503_with_the_broker_state_when_the_broker_is_down(broker_url
     assert body["status"] == "unavailable"
     assert body["database"] == "ok"
     assert body["broker"].startswith("error: "), body
-    assert set(body) == {"status", "database", "broker"}
+    assert set(body) == {"status", "database", "broker", "outbox"}

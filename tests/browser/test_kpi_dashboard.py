@@ -32,7 +32,7 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Any]]:
     """Whatever would be sent to the workers (runs, alert mails, webhooks): nothing, here."""
     messages: list[tuple[str, Any]] = []
     monkeypatch.setattr(
-        "bizdevops.queue.send", lambda name, args, options: messages.append((name, args))
+        "bizdevops.outbox.send", lambda name, args, options: messages.append((name, args))
     )
     return messages
 

@@ -34,7 +34,7 @@ def enqueued(monkeypatch: pytest.MonkeyPatch) -> list[int]:
         assert name == job_services.EXECUTE_RUN, name
         sent.append(args[0])
 
-    monkeypatch.setattr("bizdevops.queue.send", send)
+    monkeypatch.setattr("bizdevops.outbox.send", send)
     return sent
 
 

@@ -27,6 +27,12 @@ from django.db import connection
 # Registers the test-only calculations in this process too (job_register checks the name).
 import tests.integration.worker_calculations  # noqa: F401
 from bizdevops.celery import app as celery_app
+from tests.integration.faults import (
+    BEAT_START_SECONDS,
+    RedisServer,
+    beat_command,
+    service_environment,
+)
 from tests.integration.helpers import (
     MARKER_DIR_ENV,
     ROOT,
@@ -68,6 +74,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 def _point_app_at(url: str) -> str:
     """Make this process publish to `url`; return the previous broker URL."""
     previous = str(celery_app.conf.broker_url)
+    celery_app.conf.broker_write_url = None  # follows broker_url
     if previous != url:
         celery_app.conf.broker_url = url
         # Forget the pools of the old broker, as Celery itself does after a fork (kombu keeps
@@ -118,9 +125,26 @@ def start_worker(
     request.node.stash[_WORKERS] = workers
     db_url = database_url(connection.settings_dict)
 
-    def start(*, visibility_timeout: int = 3600, **env: str) -> Worker:
+    def start(
+        *,
+        visibility_timeout: int = 3600,
+        beat: bool = False,
+        queues: str = "",
+        concurrency: int = 1,
+        **env: str,
+    ) -> Worker:
+        """With `beat`, the worker runs the beat scheduler too, for the outbox sweep that
+        sends delayed messages (retries): every 0.5 s; the dispatcher and the reaper hourly,
+        unless `env` says otherwise. Without `queues`, it consumes every queue."""
         name = f"test-{uuid.uuid4().hex[:12]}"
         log_path = tmp_path / f"worker-{len(workers) + 1}-{name}.log"
+        if beat:
+            env = {
+                "OUTBOX_SWEEP_INTERVAL_SECONDS": "0.5",
+                "KPI_DISPATCH_INTERVAL_SECONDS": "3600",
+                "KPI_REAPER_INTERVAL_SECONDS": "3600",
+                **env,
+            }
         environment = os.environ | {
             "DJANGO_SETTINGS_MODULE": "bizdevops.settings",
             "DATABASE_URL": db_url,
@@ -140,7 +164,7 @@ def start_worker(
             "bizdevops",
             "worker",
             "--pool=prefork",
-            "--concurrency=1",
+            f"--concurrency={concurrency}",
             "-l",
             "info",
             "--include",
@@ -150,6 +174,10 @@ def start_worker(
             "--without-mingle",
             "--without-gossip",
         ]
+        if beat:
+            command += ["--beat", "--schedule", str(tmp_path / f"beat-{name}")]
+        if queues:
+            command += ["--queues", queues]
         with log_path.open("wb") as log:
             process = subprocess_popen(command, environment, log)
         nodename = f"{name}@{celery_hostname()}"
@@ -183,7 +211,7 @@ def start_worker(
 
 @pytest.fixture
 def worker(start_worker: Callable[..., Worker]) -> Worker:
-    return start_worker()
+    return start_worker(beat=True)
 
 
 @pytest.fixture
@@ -210,3 +238,77 @@ def celery_hostname() -> str:
     from celery.utils.nodenames import gethostname
 
     return str(gethostname())
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A `redis-server` of this test's own, on a free port, that the test may stop and start
+    again (`.stop()`, `.start()`, `with own_redis.down(): ...`); the shared Redis is never
+    touched. Override `broker_url` with its `.url` to put the workers, beats and this process
+    on it (see tests/integration/faults.py)."""
+    server = RedisServer(tmp_path / "own-redis")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def start_beat(
+    request: pytest.FixtureRequest,
+    start_worker: Callable[..., Worker],
+    broker_url: str,
+    marker_dir: Path,
+    tmp_path: Path,
+) -> Iterator[Callable[..., Worker]]:
+    """Start `celery beat` subprocesses (each with its own schedule file) on the test database
+    and the tests' broker; they are stopped at teardown, before the workers. Their logs show
+    in a failure report with the workers'."""
+    beats: list[Worker] = []
+    db_url = database_url(connection.settings_dict)
+
+    def start(name: str | None = None, **env: str) -> Worker:
+        """A beat; give the `name` of an earlier one to restart it on its schedule file."""
+        name = name or f"beat-{len(beats) + 1}"
+        directory = tmp_path / name
+        directory.mkdir(exist_ok=True)
+        environment = service_environment(
+            db_url=db_url, broker_url=broker_url, marker_dir=marker_dir, tmp_path=tmp_path, **env
+        )
+        log_path = tmp_path / f"{name}-{len(beats) + 1}.log"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(  # noqa: S603  (our own command line)
+                beat_command(directory, name),
+                cwd=directory,
+                env=environment,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        beat = Worker(name=name, process=process, log_path=log_path)
+        beats.append(beat)
+        request.node.stash.setdefault(_WORKERS, []).append(beat)
+
+        def started() -> bool:
+            if not beat.alive:
+                pytest.fail(
+                    f"{name} exited with {process.returncode}:\n{beat.log_tail()}", pytrace=False
+                )
+            return "beat: Starting..." in beat.log()
+
+        wait_for(
+            started,
+            f"{name} to start",
+            timeout=BEAT_START_SECONDS,
+            interval=0.2,
+            describe=beat.log_tail,
+        )
+        return beat
+
+    try:
+        yield start
+    finally:
+        for beat in beats:
+            beat.stop()

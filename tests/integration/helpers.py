@@ -49,7 +49,7 @@ REDIS_DB = int(os.environ.get("BIZDEVOPS_TEST_REDIS_DB", "15"))
 # kombu's Redis transport keeps taken-but-unacknowledged messages in these keys.
 UNACKED_KEY = "unacked"
 UNACKED_INDEX_KEY = "unacked_index"
-TASK_QUEUE = "celery"
+TASK_QUEUE = "runs"  # where execute_run messages wait (CELERY_TASK_ROUTES)
 
 T = TypeVar("T")
 
@@ -144,6 +144,14 @@ class Worker:
         # Whatever is left of the group (a pool child that outlived the main process).
         self._signal_group(signal.SIGKILL)
         self.process.wait(timeout=WORKER_STOP_SECONDS)
+
+    def terminate(self, *, timeout: float = WORKER_STOP_SECONDS) -> int:
+        """SIGTERM the main process only, as `docker stop` does (and systemd with
+        KillMode=mixed): stopping the pool processes is the worker's business. Wait for it to
+        exit and return its exit code. What is left of the group is killed at teardown."""
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.process.pid, signal.SIGTERM)
+        return self.process.wait(timeout=timeout)
 
 
 class Portfolio:

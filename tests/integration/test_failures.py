@@ -46,7 +46,7 @@ def test_a_transient_error_is_retried_and_the_run_succeeds(portfolio: Portfolio,
     assert (run.attempt, run.deliveries, run.value) == (2, 1, FLAKY_FIRST_VALUE)
     assert run.error == ""
     assert Measurement.objects.get(kpi=job.kpi).value == FLAKY_FIRST_VALUE
-    assert "Retry in 2s" in worker.log()  # the backoff of the first failed attempt
+    assert "attempt 1 failed; retry in 2s" in worker.log()  # the backoff of the first attempt
 
 
 def test_retries_are_bounded_and_permanent_errors_are_not_retried(

@@ -86,3 +86,68 @@ def always_transient(job: Job) -> float:
 @calculation(BROKEN, "Integration tests: a permanent error")
 def broken(job: Job) -> float:
     raise SourceError(BROKEN_MESSAGE)
+
+
+SLOW = "integration.slow"
+SLOW_VALUE = 3.0
+# How long every execution of SLOW takes, read by the pool process at each execution, so that
+# each worker of a test can be given its own.
+SLOW_SECONDS_ENV = "BIZDEVOPS_TEST_SLOW_SECONDS"
+SLOW_SECONDS_DEFAULT = 3.0
+
+
+def executions_path(directory: Path | str, job_pk: int) -> Path:
+    return Path(directory) / f"job-{job_pk}.executions"
+
+
+def executions(directory: Path | str, job_pk: int) -> list[tuple[str, int]]:
+    """The (`start` | `end`, process id) lines SLOW wrote for the job, in order."""
+    try:
+        lines = executions_path(directory, job_pk).read_text().splitlines()
+    except FileNotFoundError:
+        return []
+    return [(what, int(pid)) for what, pid in (line.split() for line in lines)]
+
+
+@calculation(SLOW, "Integration tests: takes a few seconds every time, then answers")
+def slow(job: Job) -> float:
+    """Writes `start <pid>` to the job's executions file, sleeps, writes `end <pid>`."""
+    directory = os.environ.get(MARKER_DIR_ENV)
+    if not directory:
+        raise RuntimeError(f"{MARKER_DIR_ENV} is not set in the worker's environment.")
+    path = executions_path(directory, job.pk)
+    with path.open("a") as file:
+        file.write(f"start {os.getpid()}\n")
+    time.sleep(float(os.environ.get(SLOW_SECONDS_ENV, SLOW_SECONDS_DEFAULT)))
+    with path.open("a") as file:
+        file.write(f"end {os.getpid()}\n")
+    return SLOW_VALUE
+
+
+KILLS_ITS_CONNECTION = "integration.kills_its_connection"
+KILLS_ITS_CONNECTION_VALUE = 11.0
+
+
+@calculation(
+    KILLS_ITS_CONNECTION, "Integration tests: the app's database connection dies, then answers"
+)
+def kills_its_connection(job: Job) -> float:
+    """Has another connection terminate the worker's app connection (the one that claimed the
+    run, PostgreSQL only) and waits until that backend is gone, then answers: the next query,
+    the result's write, meets a dead connection."""
+    from django.db import DEFAULT_DB_ALIAS, connection, connections
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        (pid,) = cursor.fetchone()
+    other = connections.create_connection(DEFAULT_DB_ALIAS)
+    try:
+        with other.cursor() as cursor:
+            # With a timeout (ms), PostgreSQL 14+ waits for the backend to exit.
+            cursor.execute("SELECT pg_terminate_backend(%s, 5000)", [pid])
+            (terminated,) = cursor.fetchone()
+    finally:
+        other.close()
+    if not terminated:
+        raise RuntimeError(f"Backend {pid} was not terminated.")
+    return KILLS_ITS_CONNECTION_VALUE

@@ -372,3 +372,40 @@ def test_limit_caps_the_runs_per_call(ops_initiative, ops_job, pm, engineer):
     assert [Run.objects.get(pk=pk).job_id for pk in first] == [ops_job.pk]
     rest = dispatch_due(now=now, limit=1)
     assert [Run.objects.get(pk=pk).job_id for pk in rest] == [second.pk]
+
+
+# A batch is a constant number of queries
+
+
+def _due_jobs(ops_initiative, pm, engineer, count: int, at: dt.datetime) -> list:
+    from jobs.models import Job
+
+    jobs = []
+    for n in range(count):
+        kpi = kpi_define(initiative=ops_initiative, user=pm, name=f"Batch KPI {n}")
+        jobs.append(_register(kpi, engineer))
+    Job.objects.filter(pk__in=[job.pk for job in jobs]).update(next_run_at=at)
+    return jobs
+
+
+def test_a_dispatch_runs_the_same_queries_for_one_due_job_as_for_twenty(
+    ops_initiative, ops_job, pm, engineer
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    now = timezone.now()
+    set_next_run(ops_job, now - SECOND)
+    with CaptureQueriesContext(connection) as one:
+        assert len(dispatch_due(now=now)) == 1
+
+    later = now + dt.timedelta(hours=2)
+    _due_jobs(ops_initiative, pm, engineer, 20, later - SECOND)
+    set_next_run(ops_job, later + dt.timedelta(hours=1))
+    with CaptureQueriesContext(connection) as twenty:
+        assert len(dispatch_due(now=later)) == 20
+
+    # Claim, existing runs, insert runs, update jobs, insert outbox rows (and the
+    # savepoint pair of the transaction inside the test's). Before: about 6 per job.
+    assert len(twenty) == len(one)
+    assert len(one) <= 8, [query["sql"][:80] for query in one.captured_queries]

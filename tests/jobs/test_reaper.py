@@ -5,6 +5,7 @@ import datetime as dt
 import pytest
 from django.utils import timezone
 
+from bizdevops.models import OutboxMessage
 from jobs.models import Run, RunState
 from jobs.services import run_execute, run_start, runs_reap
 from tests.jobs.helpers import scheduled_run
@@ -15,7 +16,10 @@ LONG_AGO = dt.timedelta(hours=1)
 
 
 def _age(run: Run, by: dt.timedelta, **fields) -> None:
+    """The run was enqueued `by` ago, and its message left the outbox (the broker took it;
+    whether it still has it is what the reaper must judge)."""
     Run.objects.filter(pk=run.pk).update(enqueued_at=timezone.now() - by, **fields)
+    OutboxMessage.objects.all().delete()
 
 
 def test_lost_queued_run_is_sent_again(ops_job, django_capture_on_commit_callbacks):
@@ -139,3 +143,47 @@ def test_reaper_takes_the_jobs_timeout_into_account(ops_job, engineer, settings)
 
     _age(run, dt.timedelta(seconds=settings.KPI_RUN_GRACE_SECONDS + 3601))
     assert runs_reap() == [run.pk]
+
+
+# A queued run that is only waiting is not lost
+
+
+def test_a_queued_run_whose_message_is_still_in_the_outbox_is_left_alone(ops_job):
+    run = scheduled_run(ops_job)
+    Run.objects.filter(pk=run.pk).update(enqueued_at=timezone.now() - LONG_AGO)
+    assert OutboxMessage.objects.filter(args=[run.pk]).exists()  # the broker was away
+
+    assert runs_reap() == []
+    run.refresh_from_db()
+    assert run.deliveries == 1
+
+
+def test_a_queued_run_behind_a_backlog_is_left_alone(ops_job):
+    run = scheduled_run(ops_job)
+    _age(run, LONG_AGO)
+    # The job's trial run was taken, but it was enqueued before this one.
+    Run.objects.exclude(pk=run.pk).update(enqueued_at=timezone.now() - 2 * LONG_AGO)
+
+    # 5,000 messages wait in the runs queue and no later run has been taken: it waits.
+    assert runs_reap(waiting=5000) == []
+    assert runs_reap(waiting=None) == []  # the broker cannot tell: the same
+    # The queue is empty: its message is gone.
+    assert runs_reap(waiting=0) == [run.pk]
+
+
+def test_a_queued_run_is_lost_when_a_run_enqueued_well_after_it_was_taken(ops_job, settings):
+    from tests.jobs.helpers import set_next_run
+
+    run = scheduled_run(ops_job)
+    _age(run, LONG_AGO)
+    later = scheduled_run(ops_job, now=timezone.now() + dt.timedelta(seconds=1))
+    Run.objects.filter(pk=later.pk).update(
+        state=RunState.SUCCEEDED,
+        enqueued_at=timezone.now()
+        - LONG_AGO
+        + dt.timedelta(seconds=settings.KPI_RUN_GRACE_SECONDS + 1),
+    )
+    OutboxMessage.objects.all().delete()
+    set_next_run(ops_job, timezone.now() + LONG_AGO)
+
+    assert runs_reap(waiting=5000) == [run.pk]

@@ -24,7 +24,7 @@ from kpis import services as kpi_services
 from kpis.models import KPI, Measurement
 from kpis.services import ALERT_KIND as KPI_STATUS
 from notifications import services
-from notifications.models import Alert, Event, WebhookDelivery, WebhookSubscription
+from notifications.models import Alert, AlertMailing, Event, WebhookDelivery, WebhookSubscription
 from notifications.tasks import send_alert_email
 from tests.factories import BusinessUnitFactory
 from tests.jobs.conftest import unreachable_source  # noqa: F401 (a fixture)
@@ -529,3 +529,42 @@ def test_alerts_page_needs_a_login(client: Any) -> None:
     response = client.get("/alerts/")
     assert response.status_code == 302
     assert response["Location"].startswith("/accounts/login/")
+
+
+def test_a_second_message_of_the_mail_task_sends_no_second_mail(
+    locmem: None, kpi: KPI, engineer: Any
+) -> None:
+    push(kpi, engineer, (0, 10.0))
+    alert_id = Alert.objects.get().pk
+
+    assert send_alert_email.run(alert_id) == 1
+    assert send_alert_email.run(alert_id) == 0  # the outbox sent the message twice
+
+    assert len(mail.outbox) == 1
+    assert AlertMailing.objects.get(alert_id=alert_id).sent_at is not None
+
+
+def test_a_mail_server_that_is_away_is_tried_again_later(
+    settings: Any, kpi: KPI, engineer: Any
+) -> None:
+    from bizdevops.models import OutboxMessage
+
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", 1, 2
+    push(kpi, engineer, (0, 10.0))
+    alert = Alert.objects.get()
+    OutboxMessage.objects.all().delete()  # the first message was taken
+
+    assert services.alert_email(alert) == 0
+
+    mailing = AlertMailing.objects.get(alert=alert)
+    assert (mailing.attempts, mailing.sent_at) == (1, None)
+    assert "ConnectionRefusedError" in mailing.last_error
+    (retry,) = OutboxMessage.objects.filter(task=services.SEND_ALERT_EMAIL)
+    assert retry.args == [alert.pk]
+    assert retry.available_at > timezone.now() + dt.timedelta(seconds=50)
+
+    AlertMailing.objects.filter(pk=mailing.pk).update(attempts=services.MAIL_ATTEMPTS)
+    OutboxMessage.objects.all().delete()
+    assert services.alert_email(alert) == 0  # given up: no more tries
+    assert not OutboxMessage.objects.exists()

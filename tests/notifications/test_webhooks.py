@@ -5,12 +5,13 @@ redirects followed, a deadline for the whole POST, no receiver body read, time l
 task; events published by gate decisions and handovers.
 
 The on-commit callbacks that would enqueue the Celery task are captured, not sent to a broker
-(one test runs them with `queue.send` replaced): the tests call delivery_attempt() as the task
+(one test runs them with `outbox.send` replaced): the tests call delivery_attempt() as the task
 would. The task on a real worker: tests/integration/test_webhook_time_limit.py."""
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import hashlib
 import hmac
 import json
@@ -25,8 +26,9 @@ from typing import Any
 import pytest
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
+from django.utils import timezone
 
-from bizdevops import crypto, queue
+from bizdevops import crypto, outbox
 from bizdevops.errors import DomainError
 from initiatives import services as initiative_services
 from initiatives.models import Initiative
@@ -454,7 +456,7 @@ def test_the_delivery_task_has_soft_and_hard_time_limits(
 
     # The message carries the sender's limits.
     sent: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
-    monkeypatch.setattr(queue, "send", lambda *message: sent.append(message))
+    monkeypatch.setattr(outbox, "send", lambda *message: sent.append(message))
     settings.WEBHOOK_SOFT_TIME_LIMIT, settings.WEBHOOK_TIME_LIMIT = 7, 9
     subscribe(admin_user, "http://127.0.0.1:9/hook")
     with django_capture_on_commit_callbacks(execute=True):
@@ -609,3 +611,112 @@ def test_deactivating_is_for_admins_and_stops_pending_deliveries(admin_user, pm)
     assert notification_services.delivery_attempt(delivery_id=delivery_id) is None
     delivery = WebhookDelivery.objects.get(pk=delivery_id)
     assert (delivery.state, delivery.attempts) == (DeliveryState.FAILED, 0)
+
+
+# A message that comes twice (the outbox sends at least once)
+
+
+def test_the_next_attempt_waits_in_the_outbox_for_its_backoff(
+    admin_user: Any, receiver: Receiver, django_capture_on_commit_callbacks: Any
+) -> None:
+    from bizdevops.models import OutboxMessage
+
+    receiver.status = 503
+    subscribe(admin_user, f"{receiver.url}/hook")
+    (delivery_id,), _ = publish(django_capture_on_commit_callbacks)
+    OutboxMessage.objects.all().delete()  # the first message was taken by the broker
+
+    before = timezone.now()
+    assert services.delivery_attempt(delivery_id=delivery_id) == 2
+
+    (retry,) = OutboxMessage.objects.all()
+    assert (retry.task, retry.args) == (services.DELIVER_WEBHOOK, [delivery_id])
+    assert before + dt.timedelta(seconds=2) <= retry.available_at
+    assert retry.available_at <= timezone.now() + dt.timedelta(seconds=2)
+
+
+def test_a_second_message_during_an_attempt_is_postponed_not_posted(
+    admin_user: Any, receiver: Receiver, django_capture_on_commit_callbacks: Any
+) -> None:
+    from bizdevops.models import OutboxMessage
+
+    subscribe(admin_user, f"{receiver.url}/hook")
+    (delivery_id,), _ = publish(django_capture_on_commit_callbacks)
+    OutboxMessage.objects.all().delete()
+    # Another worker took the first message and is POSTing right now.
+    in_flight_until = timezone.now() + dt.timedelta(seconds=30)
+    WebhookDelivery.objects.filter(pk=delivery_id).update(attempts=1, claimed_until=in_flight_until)
+
+    assert services.delivery_attempt(delivery_id=delivery_id) is None
+
+    assert receiver.requests == []
+    delivery = WebhookDelivery.objects.get(pk=delivery_id)
+    assert (delivery.state, delivery.attempts) == (DeliveryState.PENDING, 1)
+    # Looked at again once the other attempt must be over (its hard time limit).
+    (later,) = OutboxMessage.objects.all()
+    assert later.args == [delivery_id]
+    assert abs((later.available_at - in_flight_until).total_seconds()) < 1
+
+
+def test_a_delivered_delivery_is_not_posted_again_by_a_second_message(
+    admin_user: Any, receiver: Receiver, django_capture_on_commit_callbacks: Any
+) -> None:
+    subscribe(admin_user, f"{receiver.url}/hook")
+    (delivery_id,), _ = publish(django_capture_on_commit_callbacks)
+
+    assert services.delivery_attempt(delivery_id=delivery_id) is None
+    assert services.delivery_attempt(delivery_id=delivery_id) is None
+
+    assert len(receiver.requests) == 1
+    delivery = WebhookDelivery.objects.get(pk=delivery_id)
+    assert (delivery.state, delivery.attempts, delivery.claimed_until) == (
+        DeliveryState.DELIVERED,
+        1,
+        None,
+    )
+
+
+# A message that the broker lost (Redis restarted without its data)
+
+
+def test_a_pending_delivery_whose_message_was_lost_is_sent_again(
+    settings: Any, admin_user: Any, receiver: Receiver, django_capture_on_commit_callbacks: Any
+) -> None:
+    from bizdevops.models import OutboxMessage
+
+    subscribe(admin_user, f"{receiver.url}/hook")
+    (delivery_id,), _ = publish(django_capture_on_commit_callbacks)
+    OutboxMessage.objects.all().delete()  # taken by the broker, which then lost it
+    later = timezone.now() + dt.timedelta(seconds=settings.WEBHOOK_TIME_LIMIT + 1)
+
+    assert services.deliveries_reap(waiting=0, now=later) == [delivery_id]
+
+    (again,) = OutboxMessage.objects.all()
+    assert (again.task, again.args) == (services.DELIVER_WEBHOOK, [delivery_id])
+    # Its message is in the outbox now: the next reap leaves it alone.
+    assert services.deliveries_reap(waiting=0, now=later) == []
+
+
+def test_deliveries_that_are_only_waiting_are_not_sent_again(
+    settings: Any, admin_user: Any, receiver: Receiver, django_capture_on_commit_callbacks: Any
+) -> None:
+    from bizdevops.models import OutboxMessage
+
+    subscribe(admin_user, f"{receiver.url}/hook")
+    ids, _ = publish(django_capture_on_commit_callbacks)
+    (delivery_id,) = ids
+    later = timezone.now() + dt.timedelta(seconds=settings.WEBHOOK_TIME_LIMIT + 1)
+
+    assert services.deliveries_reap(waiting=0, now=later) == []  # still in the outbox
+    OutboxMessage.objects.all().delete()
+    assert services.deliveries_reap(waiting=3, now=later) == []  # maybe in the queue
+    assert services.deliveries_reap(waiting=None, now=later) == []  # the broker cannot tell
+    assert services.deliveries_reap(waiting=0) == []  # too recent to be lost
+    WebhookDelivery.objects.filter(pk=delivery_id).update(
+        claimed_until=later + dt.timedelta(seconds=5)
+    )
+    assert services.deliveries_reap(waiting=0, now=later) == []  # an attempt in flight
+    WebhookDelivery.objects.filter(pk=delivery_id).update(
+        claimed_until=None, state=DeliveryState.DELIVERED
+    )
+    assert services.deliveries_reap(waiting=0, now=later) == []  # done

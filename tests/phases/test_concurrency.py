@@ -16,7 +16,12 @@ from initiatives.models import Status
 from phases.models import GateDecision
 from phases.services import gate_decide
 
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+# serialized_rollback: the rows data migrations made (roles, gates) are put back before the
+# test, whatever transactional test flushed the database before it.
+pytestmark = [
+    pytest.mark.postgres,
+    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+]
 
 
 def _sessions_waiting_for_a_lock() -> int:
