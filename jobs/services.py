@@ -325,7 +325,8 @@ def dispatch_due(*, now: dt.datetime | None = None, limit: int = 500) -> list[in
     the same job; the unique (job, scheduled_for) constraint makes a second run for the same
     moment impossible anyway. A job that missed many fire times (beat was down) gets one
     catch-up run, then its next run moves past now. A batch is a constant number of queries
-    (claim, existing runs, insert runs, update jobs, insert outbox rows), not a few per job:
+    on PostgreSQL (claim, existing runs, insert runs, update jobs, insert outbox rows; SQLite
+    splits big inserts at its parameter limit), not a few per job:
     at 6 queries per job, a tick of 500 took 4 to 12 s on a loaded machine, and control
     messages queued behind the ticks expired.
     """
