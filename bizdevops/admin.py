@@ -28,8 +28,7 @@ class OutboxMessageAdmin(ReadOnlyAdmin):
     @admin.action(description="Send the selected messages now", permissions=["send"])
     def send_now(self, request: HttpRequest, queryset: QuerySet[OutboxMessage]) -> None:
         ids = list(queryset.values_list("pk", flat=True))
-        queryset.update(available_at=timezone.now())
-        sent = outbox.relay(ids=ids)
+        sent = outbox.send_now(ids)
         level = messages.SUCCESS if sent == len(ids) else messages.WARNING
         self.message_user(request, f"Sent {sent} of {len(ids)} messages.", level)
 

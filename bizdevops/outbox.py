@@ -116,6 +116,12 @@ def relay(*, ids: list[int] | None = None, limit: int = BATCH) -> int:
     return sent
 
 
+def send_now(ids: list[int]) -> int:
+    """Send these messages now, whatever their backoff or delay (the admin's action)."""
+    OutboxMessage.objects.filter(pk__in=ids).update(available_at=timezone.now())
+    return relay(ids=ids)
+
+
 def _publish(rows: list[OutboxMessage]) -> tuple[list[int], Exception | None]:
     done: list[int] = []
     for row in rows:
