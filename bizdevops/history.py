@@ -115,6 +115,21 @@ def _check_role(cursor: Any, role: str, tables: list[str]) -> None:
             )
 
 
+def _partitions(cursor: Any, parents: dict[str, bool]) -> list[tuple[str, bool]]:
+    """The partitions of the partitioned tables among `parents`, each history or not as its
+    parent is. A role may use what it holds on a partition directly, around the parent's
+    privileges: a partition gets exactly what its parent gets, whatever it had before."""
+    cursor.execute(
+        "SELECT child.relname, parent.relname FROM pg_inherits"
+        " JOIN pg_class child ON child.oid = pg_inherits.inhrelid"
+        " JOIN pg_class parent ON parent.oid = pg_inherits.inhparent"
+        " WHERE parent.relkind = 'p' AND parent.relname = ANY(%s)"
+        " AND pg_table_is_visible(parent.oid) ORDER BY 1",
+        [list(parents)],
+    )
+    return [(child, parents[parent]) for child, parent in cursor.fetchall()]
+
+
 def runtime_role_grant(
     *,
     connection: BaseDatabaseWrapper,
@@ -122,10 +137,11 @@ def runtime_role_grant(
     models_: Iterable[type[models.Model]] | None = None,
 ) -> int:
     """On PostgreSQL, give `role` exactly what the app needs on the tables of `models_` (all
-    installed models by default) that exist: SELECT and INSERT on history tables; SELECT,
-    INSERT, UPDATE and DELETE on the others; USAGE and SELECT on their sequences. Whatever it
-    had before on those tables is revoked first, so TRUNCATE, REFERENCES and TRIGGER are
-    never granted. Returns the number of tables granted; does nothing elsewhere."""
+    installed models by default) that exist, and on their partitions (kpis.partitions):
+    SELECT and INSERT on history tables; SELECT, INSERT, UPDATE and DELETE on the others;
+    USAGE and SELECT on their sequences. Whatever it had before on those tables is revoked
+    first, so TRUNCATE, REFERENCES and TRIGGER are never granted. Returns the number of tables
+    granted; does nothing elsewhere."""
     if connection.vendor != "postgresql":
         return 0
     wanted = _tables(models_ if models_ is not None else apps.get_models(include_auto_created=True))
@@ -135,6 +151,7 @@ def runtime_role_grant(
         tables = [(table, history) for table, history in wanted if table in existing]
         if not tables:
             return 0
+        tables += _partitions(cursor, dict(tables))
         _check_role(cursor, role, [table for table, _ in tables])
         grantee = quote(role)
         for table, history in tables:

@@ -2,11 +2,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
 
 from bizdevops.admin_forms import ReadOnlyAdmin, ServiceAdmin, ServiceForm
 from initiatives.admin import ScopedToInitiatives
-from kpis import services
+from kpis import partitions, services
 from kpis.models import KPI, Measurement
 
 
@@ -45,3 +45,10 @@ class MeasurementAdmin(ScopedToInitiatives, ReadOnlyAdmin):
     search_fields = ["kpi__name", "kpi__initiative__title"]
     date_hierarchy = "as_of"
     show_full_result_count = False
+
+    def changelist_view(self, request: Any, extra_context: Any = None) -> Any:
+        # Months the app's role could not give a partition (kpis/partitions.py): said where an
+        # operator looks at measurements.
+        for problem in partitions.partitions_problems():
+            messages.warning(request, problem)
+        return super().changelist_view(request, extra_context)

@@ -69,3 +69,45 @@ class Measurement(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kpi.name} @ {self.as_of:%Y-%m-%d %H:%M}: {self.value}"
+
+
+class Resolution(models.TextChoices):
+    HOUR = "hour", "Hour"
+    DAY = "day", "Day"
+
+
+class Rollup(models.Model):
+    """The aggregate of a KPI's finite values in one UTC hour or day, recomputed from the raw
+    values by `kpis.rollups.rollups_refresh` in the transaction that writes them (long-range
+    charts and the bucket API read these instead of the raw values)."""
+
+    # No index of its own: the unique constraint below starts with kpi_id.
+    kpi = models.ForeignKey(KPI, on_delete=models.CASCADE, related_name="rollups", db_index=False)
+    resolution = models.CharField(max_length=4, choices=Resolution.choices)
+    bucket = models.DateTimeField(help_text="UTC start of the hour or day")
+    count = models.BigIntegerField()
+    # The sum of the values each divided by 2**64 (exact: a power of two), as the raw charts
+    # sum them: the bound MEASUREMENT_MAX_ABS_VALUE may be set up to the largest double, and a
+    # plain sum of a few such values overflows (an error on PostgreSQL). The average is
+    # sum_scaled / count * 2**64.
+    sum_scaled = models.FloatField()
+    min = models.FloatField()
+    max = models.FloatField()
+    first_as_of = models.DateTimeField()
+    first_value = models.FloatField()
+    last_as_of = models.DateTimeField()
+    last_value = models.FloatField()
+
+    class Meta:
+        constraints = [
+            # Also the index of range reads: (kpi_id, resolution, bucket).
+            models.UniqueConstraint(
+                fields=["kpi", "resolution", "bucket"], name="rollup_one_per_bucket"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(resolution__in=Resolution.values), name="rollup_resolution_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kpi_id} {self.resolution} {self.bucket:%Y-%m-%d %H:%M}: {self.count}"

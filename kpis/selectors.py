@@ -6,33 +6,24 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from django.db import connection
 from django.db.models import (
-    BigIntegerField,
-    Count,
-    ExpressionWrapper,
-    F,
-    FloatField,
-    Func,
     Max,
-    Min,
     OuterRef,
     QuerySet,
     Subquery,
-    Sum,
-    Value,
 )
-from django.db.models.functions import TruncDay, TruncHour, TruncMonth, TruncWeek
 from django.http import Http404
 from django.utils import timezone
 
 from initiatives.models import Initiative, Phase, Status
 from initiatives.selectors import decorates_cards, limit_to_visible
-from kpis.health import Health, kpi_health, worst
-from kpis.models import KPI, Measurement
+from kpis import buckets
+from kpis.health import BY_SEVERITY, Health, kpi_health, latest_health_severity
+from kpis.models import KPI, Measurement, Resolution
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AnonymousUser, User
@@ -67,61 +58,70 @@ def measurements_of(
 # Buckets by calendar unit (the API) -----------------------------------------------------------
 
 CALENDAR_BUCKETS = {
-    "hour": (TruncHour, dt.timedelta(hours=1)),
-    "day": (TruncDay, dt.timedelta(days=1)),
-    "week": (TruncWeek, dt.timedelta(weeks=1)),
-    "month": (TruncMonth, dt.timedelta(days=28)),
+    "hour": dt.timedelta(hours=1),
+    "day": dt.timedelta(days=1),
+    "week": dt.timedelta(weeks=1),
+    "month": dt.timedelta(days=28),
 }
 MAX_BUCKETS = 10_000
-
-
-# The average is a SUM of the values scaled down by 2**64, divided by the count and scaled back
-# up. Scaling by a power of two is exact (short of values below 1e-288), so averages are those
-# of the plain sum, but a sum of finite doubles can no longer overflow: it would take 2**64
-# values near the largest double in one bucket. Plain AVG of two rows of 1e308 is an overflow
-# error on PostgreSQL (whose AVG also sums squares, so scaling alone would not do) and Infinity
-# on SQLite, which made every chart of the KPI a 500. Rows that are not finite numbers
-# (Infinity or NaN written before values were bounded) are left out.
-_SCALE = 2.0**64
-_LARGEST = sys.float_info.max
-
-
-def _aggregated(rows: QuerySet[Measurement], *keys: str) -> QuerySet[Any]:
-    """avg, min, max and count of the finite values per `keys` (annotated bucket columns), in
-    key order: the one bucketing query behind the API's buckets and the charts."""
-    scaled_sum = Sum(F("value") / Value(_SCALE), output_field=FloatField())
-    return (
-        rows.filter(value__gte=-_LARGEST, value__lte=_LARGEST)
-        .values(*keys)
-        .annotate(
-            avg=ExpressionWrapper(
-                scaled_sum / Count("id") * Value(_SCALE), output_field=FloatField()
-            ),
-            low=Min("value"),
-            high=Max("value"),
-            n=Count("id"),
-        )
-        .order_by(*keys)
-    )
 
 
 class TooManyBuckets(Exception):
     """The range holds more than MAX_BUCKETS buckets of the chosen size."""
 
 
+def _whole_hour_offsets(
+    zone: dt.tzinfo, start: dt.datetime | None, end: dt.datetime | None
+) -> bool:
+    """Whether the zone's UTC offset is a whole number of hours over the range (sampled every
+    ~2 weeks: offsets change at most a few times a year), so its local hours, days, weeks and
+    months are made of whole UTC hours."""
+    moment = start or dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    last = end or timezone.now() + dt.timedelta(days=1)
+    step = dt.timedelta(days=14)
+    while True:
+        offset = moment.astimezone(zone).utcoffset() or dt.timedelta()
+        if offset % dt.timedelta(hours=1):
+            return False
+        if moment >= last:
+            return True
+        moment = min(moment + step, last)
+
+
+def _calendar_resolution(
+    bucket: str, start: dt.datetime | None, end: dt.datetime | None
+) -> str | None:
+    """The coarsest rollups whose buckets lie wholly inside one calendar bucket of the current
+    time zone: daily (UTC) ones for days, weeks and months in UTC; hourly ones in a zone whose
+    offset is whole hours; else none (the raw values)."""
+    if timezone.get_current_timezone_name() in ("UTC", "Etc/UTC"):
+        return Resolution.HOUR if bucket == "hour" else Resolution.DAY
+    zone = timezone.get_current_timezone()
+    return Resolution.HOUR if _whole_hour_offsets(zone, start, end) else None
+
+
 def calendar_buckets(
     kpi: KPI, bucket: str, start: dt.datetime | None, end: dt.datetime | None
 ) -> list[list[Any]]:
-    """[start, avg, min, max, count] per calendar bucket (hour, day, week, month) of the KPI's
-    values in [start, end), at most MAX_BUCKETS of them, else TooManyBuckets."""
-    trunc, size = CALENDAR_BUCKETS[bucket]
+    """[start, avg, min, max, count] per calendar bucket (hour, day, week, month, in the
+    current time zone) of the KPI's finite values in [start, end), at most MAX_BUCKETS of
+    them, else TooManyBuckets. One query, over the rollups for the whole hours or days."""
+    size = CALENDAR_BUCKETS[bucket]
     if start and end and (end - start) / size > MAX_BUCKETS:
         raise TooManyBuckets
-    rows = measurements_of(kpi, start, end).annotate(start=trunc("as_of"))
-    buckets = _aggregated(rows, "start")[: MAX_BUCKETS + 1]
-    results = [[b["start"].isoformat(), b["avg"], b["low"], b["high"], b["n"]] for b in buckets]
-    if len(results) > MAX_BUCKETS:
+    parts = buckets.pieces(start, end, _calendar_resolution(bucket, start, end))
+    trunc_sql, trunc_params = connection.ops.datetime_trunc_sql(  # type: ignore[str-unpack]
+        bucket, "u.t", (), timezone.get_current_timezone_name()
+    )  # (stubs say str; Django returns (sql, params))
+    rows = buckets.aggregate([kpi.pk], parts, trunc_sql, trunc_params, limit=MAX_BUCKETS + 1)
+    if len(rows) > MAX_BUCKETS:
         raise TooManyBuckets
+    zone = timezone.get_current_timezone()
+    results = []
+    for _, moment, avg, low, high, n in rows:
+        # As TruncDay & co. convert: the truncated local time, aware in the current zone.
+        local = dt.datetime.fromisoformat(moment) if isinstance(moment, str) else moment
+        results.append([timezone.make_aware(local, zone).isoformat(), avg, low, high, n])
     return results
 
 
@@ -138,28 +138,22 @@ DEFAULT_RANGE = "7d"
 MAX_POINTS = 500
 
 
-class EpochBucket(Func):
-    """The start (Unix seconds) of the fixed-size bucket a timestamp falls in, computed in SQL."""
-
-    output_field = BigIntegerField()
-
-    def __init__(self, expression: Any, seconds: int) -> None:
-        super().__init__(expression)
-        self.seconds = int(seconds)  # an int we computed: safe to inline
-
-    def as_sql(self, compiler: Any, connection: Any, **extra: Any) -> Any:  # type: ignore[override]
-        size = self.seconds
-        if connection.vendor == "postgresql":
-            template = f"(FLOOR(EXTRACT(EPOCH FROM %(expressions)s) / {size}) * {size})::bigint"
-        else:
-            template = f"((CAST(strftime('%%%%s', %(expressions)s) AS INTEGER) / {size}) * {size})"
-        return super().as_sql(compiler, connection, template=template, **extra)
-
-
 @dataclass(frozen=True)
 class Series:
     bucket_seconds: int
     points: list[tuple[int, float, float, float, int]]  # start, avg, min, max, count
+
+
+def chart_buckets(span_seconds: float, max_points: int = MAX_POINTS) -> tuple[int, str | None]:
+    """The bucket size (seconds) of a chart over `span_seconds` with at most `max_points`
+    buckets, and the rollups it reads (None: the raw values). From two hours up, the size is
+    a whole number of hours (days from two days up) so that each bucket is made of whole
+    hourly (daily) rollups, at the cost of up to a third fewer points; below that, raw."""
+    seconds = max(1, math.ceil(max(span_seconds, 1.0) / max(max_points - 1, 1)))
+    for resolution, unit in ((Resolution.DAY, 86_400), (Resolution.HOUR, 3_600)):
+        if seconds >= 2 * unit:
+            return math.ceil(seconds / unit) * unit, resolution
+    return seconds, None
 
 
 def series(kpi: KPI, start: dt.datetime, end: dt.datetime, max_points: int = MAX_POINTS) -> Series:
@@ -171,15 +165,17 @@ def series(kpi: KPI, start: dt.datetime, end: dt.datetime, max_points: int = MAX
 def series_many(
     kpis: list[KPI], start: dt.datetime, end: dt.datetime, max_points: int = MAX_POINTS
 ) -> dict[int, Series]:
-    """`series` for several KPIs at once, in one query (one GROUP BY KPI and bucket)."""
-    span = max((end - start).total_seconds(), 1.0)
-    seconds = max(1, math.ceil(span / max(max_points - 1, 1)))
-    rows = Measurement.objects.filter(
-        kpi__in=[k.pk for k in kpis], as_of__gte=start, as_of__lt=end
-    ).annotate(bucket=EpochBucket("as_of", seconds))
+    """`series` for several KPIs at once, in one query (one GROUP BY KPI and bucket): from
+    the rollups for long ranges (their whole hours or days), the raw values otherwise and at
+    the range's ragged ends."""
+    seconds, resolution = chart_buckets((end - start).total_seconds(), max_points)
     points: dict[int, list[tuple[int, float, float, float, int]]] = {k.pk: [] for k in kpis}
-    for r in _aggregated(rows, "kpi_id", "bucket"):
-        points[r["kpi_id"]].append((int(r["bucket"]), r["avg"], r["low"], r["high"], r["n"]))
+    if kpis:
+        parts = buckets.pieces(start, end, resolution)
+        for kpi_id, bucket, avg, low, high, n in buckets.aggregate(
+            [k.pk for k in kpis], parts, buckets.epoch_bucket_sql(seconds)
+        ):
+            points[kpi_id].append((buckets.epoch_seconds(bucket), avg, low, high, n))
     return {pk: Series(seconds, values) for pk, values in points.items()}
 
 
@@ -252,11 +248,19 @@ def tiles(kpis: QuerySet[KPI], now: dt.datetime | None = None) -> list[Tile]:
 
 
 def board_health(initiatives: list[Initiative]) -> dict[int, Health]:
-    """The worst KPI health per initiative (a fixed number of queries for a whole board)."""
-    by_initiative: dict[int, list[Health]] = {}
-    for tile in tiles(KPI.objects.filter(initiative__in=[i.pk for i in initiatives])):
-        by_initiative.setdefault(tile.kpi.initiative_id, []).append(tile.health)
-    return {pk: worst(statuses) for pk, statuses in by_initiative.items()}
+    """The worst KPI health per initiative that has KPIs, in one query: each KPI's latest
+    value judged in SQL (`health_severity`), the worst kept per initiative. Staleness is
+    not a health and is left to the tiles."""
+    if not initiatives:
+        return {}
+    rows = (
+        KPI.objects.filter(initiative_id__in=[i.pk for i in initiatives])
+        .order_by()
+        .values("initiative_id")
+        .annotate(severity=Max(latest_health_severity()))
+        .values_list("initiative_id", "severity")
+    )
+    return {pk: BY_SEVERITY[severity] for pk, severity in rows}
 
 
 @decorates_cards

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import io
 from collections.abc import Iterator
 from typing import Any
 
@@ -129,9 +130,7 @@ def kpi_chart(request: HtmxHttpRequest, kpi_id: int) -> HttpResponse:
     return render(request, "kpis/_chart.html", context)
 
 
-class _Echo:
-    def write(self, value: str) -> str:
-        return value
+CSV_CHUNK_ROWS = 5000
 
 
 @login_required
@@ -145,14 +144,26 @@ def kpi_csv(request: HtmxHttpRequest, kpi_id: int) -> StreamingHttpResponse:
         selectors.measurements_of(kpi, start, end)
         .order_by("as_of")
         .values_list("as_of", "value", "origin")
-        .iterator(chunk_size=5000)
+        .iterator(chunk_size=CSV_CHUNK_ROWS)
     )
-    writer = csv.writer(_Echo())
 
     def lines() -> Iterator[str]:
-        yield writer.writerow(["as_of", "value", "origin"])
-        for as_of, value, origin in rows:
-            yield writer.writerow([as_of.isoformat(), repr(value), origin])
+        # One string per chunk of rows, not per row: Django encodes and writes each piece a
+        # streaming response yields, which was half the time of a 1M-row export per row.
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(["as_of", "value", "origin"])
+        yield buffer.getvalue()  # the response starts before the first rows are read
+        buffer.seek(0)
+        buffer.truncate()
+        for count, (as_of, value, origin) in enumerate(rows, start=1):
+            writer.writerow([as_of.isoformat(), repr(value), origin])
+            if count % CSV_CHUNK_ROWS == 0:
+                yield buffer.getvalue()
+                buffer.seek(0)
+                buffer.truncate()
+        if buffer.tell():
+            yield buffer.getvalue()
 
     filename = f"{kpi.initiative.key}-{slugify(kpi.name)}-{range_name}.csv"
     response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")

@@ -115,6 +115,41 @@ def test_a_moment_given_twice_in_one_list_counts_once_and_the_last_wins(pusher, 
     assert stored(dev_kpi) == [(dt.datetime(2026, 3, 1, tzinfo=UTC), 2.0)]
 
 
+def test_plain_and_other_lists_are_read_alike(pusher, dev_kpi):
+    # A list of plain items (ISO strings, JSON numbers) takes a fast path; one item in
+    # another form MeasurementIn accepts (a number as a string) sends the list through it.
+    plain = [
+        {"as_of": "2026-03-01T05:30:00+05:30", "value": 4},
+        {"as_of": "2026-03-01T01:00:00.250000Z", "value": -2.5},
+    ]
+    other = [{"as_of": "2026-03-02T05:30:00+05:30", "value": "4"}, plain[1] | {"value": 7}]
+    for body in (plain, other):
+        response = pusher.post(murl(dev_kpi), body, format="json")
+        assert response.status_code == 200, response.json()
+    assert stored(dev_kpi) == [
+        (dt.datetime(2026, 3, 1, 0, 0, tzinfo=UTC), 4.0),
+        (dt.datetime(2026, 3, 1, 1, 0, 0, 250000, tzinfo=UTC), 7.0),
+        (dt.datetime(2026, 3, 2, 0, 0, tzinfo=UTC), 4.0),
+    ]
+
+
+def test_a_plain_list_out_of_bounds_is_refused_item_by_item(pusher, dev_kpi):
+    response = pusher.post(
+        murl(dev_kpi),
+        [
+            {"as_of": "2026-03-01T00:00:00Z", "value": 1},
+            {"as_of": "2026-03-01T01:00:00Z", "value": 1e16},
+        ],
+        format="json",
+    )
+
+    assert response.status_code == 400
+    assert error_of(response)["fields"] == {
+        "[1].value": ["The value must be a number from -1e+15 to 1e+15."]
+    }
+    assert not Measurement.objects.exists()
+
+
 def test_ten_thousand_values_in_one_push(pusher, dev_kpi):
     values = [
         {"as_of": iso(START + dt.timedelta(minutes=i)), "value": float(i)} for i in range(10_000)

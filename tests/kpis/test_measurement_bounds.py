@@ -16,6 +16,7 @@ from django.utils import timezone
 from bizdevops.errors import DomainError
 from kpis import selectors, services
 from kpis.models import Measurement, Origin
+from kpis.rollups import rollups_rebuild
 from tests.api.helpers import API, authenticate
 
 pytestmark = pytest.mark.django_db
@@ -122,6 +123,8 @@ def _old_rows(kpi, *values: float) -> None:
         Measurement(kpi=kpi, as_of=base + dt.timedelta(seconds=i), value=v, origin=Origin.API)
         for i, v in enumerate(values)
     )
+    # Data from before rollups existed is rolled up by `manage.py rollups_rebuild`.
+    rollups_rebuild([kpi.pk])
 
 
 def _finite_points(points) -> None:
