@@ -254,6 +254,11 @@ CELERY_TIMEZONE = TIME_ZONE
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Celery's Django fixup closes the database connections before and after every task unless
+# this is set, and then every this many tasks: a new connection per task. The workers apply
+# Django's own rules around each task instead (CONN_MAX_AGE, CONN_HEALTH_CHECKS, a connection
+# with errors: bizdevops/celery.py), as for a request.
+CELERY_DB_REUSE_MAX = 1000
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 3, "interval_start": 0, "interval_step": 0.5}
 CELERY_BROKER_CONNECTION_TIMEOUT = 5
 # Workers and beat reconnect for as long as the broker is away (Celery's default gives up
@@ -277,6 +282,7 @@ CELERY_TASK_ROUTES = {
     "notifications.tasks.deliver_webhook": {"queue": "webhooks"},
     "notifications.tasks.send_alert_email": {"queue": "notifications"},
     "bizdevops.tasks.demo_warehouse_tick": {"queue": "control"},
+    "kpis.tasks.maintain_partitions": {"queue": "control"},
 }
 # A control message that waited longer is dropped: the next one does the same work.
 CONTROL_EXPIRES_SECONDS: float = env.float("CONTROL_EXPIRES_SECONDS", default=60.0)
@@ -301,12 +307,24 @@ DATA_SOURCE_KEY: str = env.str("DATA_SOURCE_KEY", default="")
 # KPI jobs: how often the dispatcher looks for due jobs, and how long a run may sit queued or
 # running past its time limit before the reaper sends it again.
 KPI_DISPATCH_INTERVAL_SECONDS: float = env.float("KPI_DISPATCH_INTERVAL_SECONDS", default=5.0)
+# One dispatch claims due jobs this many at a time (a transaction and four queries each, its
+# messages sent as it commits) until none is due or this many seconds are spent (checked
+# between batches; under the interval, or ticks queue up behind each other: 3 s of 5).
+KPI_DISPATCH_BATCH: int = env.int("KPI_DISPATCH_BATCH", default=1000)
+KPI_DISPATCH_BUDGET_SECONDS: float = env.float(
+    "KPI_DISPATCH_BUDGET_SECONDS", default=0.6 * KPI_DISPATCH_INTERVAL_SECONDS
+)
 KPI_REAPER_INTERVAL_SECONDS: float = env.float("KPI_REAPER_INTERVAL_SECONDS", default=60.0)
 KPI_RUN_GRACE_SECONDS: int = env.int("KPI_RUN_GRACE_SECONDS", default=120)
 KPI_RUN_MAX_DELIVERIES: int = env.int("KPI_RUN_MAX_DELIVERIES", default=5)
 # SQL sources: the largest value (as text, in bytes) a query may return; on SQLite also the
 # largest string or blob it may build.
 KPI_SQL_MAX_BYTES: int = env.int("KPI_SQL_MAX_BYTES", default=65_536)
+# SQL sources: a worker keeps its PostgreSQL connection to a source between runs. Every run
+# checks the session's role attributes (superuser, CREATEROLE, ...); the whole role check
+# (memberships, grants) runs on each new connection and again when this many seconds have
+# passed since the last one (0: on every run).
+KPI_SQL_ROLE_CHECK_SECONDS: float = env.float("KPI_SQL_ROLE_CHECK_SECONDS", default=60.0)
 # Outbound HTTP for sources: timeouts and the largest response read.
 KPI_HTTP_CONNECT_TIMEOUT: float = env.float("KPI_HTTP_CONNECT_TIMEOUT", default=5.0)
 KPI_HTTP_MAX_BYTES: int = env.int("KPI_HTTP_MAX_BYTES", default=1_000_000)
@@ -331,6 +349,25 @@ MEASUREMENT_MAX_FUTURE_SECONDS: int = env.int("MEASUREMENT_MAX_FUTURE_SECONDS", 
 if not 0 < MEASUREMENT_MAX_ABS_VALUE < float("inf") or JSON_MAX_DEPTH < 1:
     raise ImproperlyConfigured(
         "MEASUREMENT_MAX_ABS_VALUE must be a positive finite number and JSON_MAX_DEPTH ≥ 1."
+    )
+# PostgreSQL keeps measurements in monthly partitions (kpis/partitions.py, docs/measurements.md):
+# this month and MEASUREMENT_PARTITIONS_AHEAD months after it have one, made by `migrate`, the
+# periodic task (every MEASUREMENT_PARTITIONS_INTERVAL_SECONDS) or `manage.py
+# measurement_partitions`. Raw values older than MEASUREMENT_RAW_RETENTION_DAYS days are
+# dropped, their hourly and daily rollups kept (empty: kept for ever). At least 30: the charts
+# of up to 30 days read raw values.
+MEASUREMENT_PARTITIONS_AHEAD: int = env.int("MEASUREMENT_PARTITIONS_AHEAD", default=12)
+MEASUREMENT_PARTITIONS_INTERVAL_SECONDS: float = env.float(
+    "MEASUREMENT_PARTITIONS_INTERVAL_SECONDS", default=3600.0
+)
+_retention_days = env.str("MEASUREMENT_RAW_RETENTION_DAYS", default="").strip()
+MEASUREMENT_RAW_RETENTION_DAYS: int | None = int(_retention_days) if _retention_days else None
+if MEASUREMENT_PARTITIONS_AHEAD < 0 or (
+    MEASUREMENT_RAW_RETENTION_DAYS is not None and MEASUREMENT_RAW_RETENTION_DAYS < 30
+):
+    raise ImproperlyConfigured(
+        "MEASUREMENT_PARTITIONS_AHEAD must be ≥ 0 and MEASUREMENT_RAW_RETENTION_DAYS empty "
+        "(keep raw values for ever) or ≥ 30 (the charts of up to 30 days read raw values)."
     )
 
 REST_FRAMEWORK = {

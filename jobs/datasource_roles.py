@@ -83,20 +83,7 @@ ORDER BY 1
 
 def role_problems(cursor: Any) -> tuple[str, list[str]]:
     """(the role's name, what it may do that a data source must not), on an open cursor."""
-    cursor.execute(ROLE_SQL)
-    name, session_name, superuser, createrole, replication, bypassrls = cursor.fetchone()
-    problems = []
-    if session_name != name:
-        # `options=-c role=...` in the URL: the login role (checked nowhere) could switch back.
-        problems.append(f"logs in as {session_name} but runs as {name}; set no role in the URL")
-    if superuser:
-        problems.append("is a superuser")
-    if createrole:
-        problems.append("may create roles (CREATEROLE)")
-    if replication:
-        problems.append("may stream replication (REPLICATION)")
-    if bypassrls:
-        problems.append("bypasses row-level security (BYPASSRLS)")
+    name, problems, superuser = _attribute_problems(cursor)
     cursor.execute(MEMBERSHIP_SQL, [list(DANGEROUS_MEMBERSHIPS)])
     dangerous = [row[0] for row in cursor.fetchall()]
     for member_of in dangerous:
@@ -122,6 +109,38 @@ def role_problems(cursor: Any) -> tuple[str, list[str]]:
                 "EXECUTE, from PUBLIC for dblink, or drop the extension)"
             )
     return name, problems
+
+
+def role_attribute_problems(
+    cursor: Any, *, before: str = "", params: list[Any] | None = None
+) -> tuple[str, list[str]]:
+    """The first part of `role_problems`, in one catalog lookup: the session runs as the
+    role it logged in as, which is no superuser and has no CREATEROLE, REPLICATION or
+    BYPASSRLS (a pooled data source connection checks this on every run, the rest of
+    `role_problems` when it opens and then every KPI_SQL_ROLE_CHECK_SECONDS). `before`:
+    statements (with `params`) sent in the same round trip, ahead of the lookup."""
+    name, problems, _ = _attribute_problems(cursor, before, params)
+    return name, problems
+
+
+def _attribute_problems(
+    cursor: Any, before: str = "", params: list[Any] | None = None
+) -> tuple[str, list[str], bool]:
+    cursor.execute(before + ROLE_SQL, params)
+    name, session_name, superuser, createrole, replication, bypassrls = cursor.fetchone()
+    problems: list[str] = []
+    if session_name != name:
+        # `options=-c role=...` in the URL: the login role (checked nowhere) could switch back.
+        problems.append(f"logs in as {session_name} but runs as {name}; set no role in the URL")
+    if superuser:
+        problems.append("is a superuser")
+    if createrole:
+        problems.append("may create roles (CREATEROLE)")
+    if replication:
+        problems.append("may stream replication (REPLICATION)")
+    if bypassrls:
+        problems.append("bypasses row-level security (BYPASSRLS)")
+    return name, problems, bool(superuser)
 
 
 def quote_ident(name: str) -> str:

@@ -3,7 +3,9 @@ stale by its job's schedule. Pure functions."""
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
+import functools
 from typing import TYPE_CHECKING
 
 from croniter import CroniterBadCronError, CroniterBadDateError, croniter
@@ -43,6 +45,29 @@ def check_schedule(kind: str, cron: str, interval_seconds: int | None) -> None:
         )
 
 
+# Distinct cron expressions kept parsed (a portfolio has few: most jobs share a handful).
+PARSED_CRON_CACHE = 1024
+
+
+@functools.lru_cache(maxsize=PARSED_CRON_CACHE)
+def _parsed(cron: str) -> croniter:
+    """The expression parsed once: building a croniter (parsing and expanding the fields)
+    was 35 % of a board render at 10,000 initiatives, and the dispatcher needs two fire
+    times per due job. The template holds no time zone: each use gets its own copy and its
+    own start (`_cron`), so the project's TIME_ZONE may change and threads share nothing
+    that is written."""
+    return croniter(cron)
+
+
+def _cron(cron: str, start: dt.datetime) -> croniter:
+    """A croniter for `cron` starting at `start` (aware, local), as `croniter(cron, start)`
+    would build it, from the parsed template: the constructor only parses the expression and
+    sets the start, which `set_current` does alone (croniter 7)."""
+    fresh = copy.copy(_parsed(cron.strip()))
+    fresh.set_current(start, force=True)
+    return fresh
+
+
 def next_after(
     kind: str, cron: str, interval_seconds: int | None, after: dt.datetime
 ) -> dt.datetime:
@@ -51,7 +76,7 @@ def next_after(
         return after + dt.timedelta(seconds=interval_seconds or 0)
     local = timezone.localtime(after)
     try:
-        fire: dt.datetime = croniter(cron.strip(), local).get_next(dt.datetime)
+        fire: dt.datetime = _cron(cron, local).get_next(dt.datetime)
     except (CroniterBadCronError, CroniterBadDateError) as error:
         raise DomainError(f"{cron!r}: {error}", field="cron") from None
     return fire
@@ -67,7 +92,7 @@ def latest_due(
     if kind == ScheduleKind.INTERVAL:
         step = dt.timedelta(seconds=interval_seconds or 1)
         return due + step * ((now - due) // step)
-    latest: dt.datetime = croniter(cron.strip(), timezone.localtime(now)).get_prev(dt.datetime)
+    latest: dt.datetime = _cron(cron, timezone.localtime(now)).get_prev(dt.datetime)
     return max(due, latest)
 
 

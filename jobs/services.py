@@ -4,14 +4,18 @@ the due ones, executing runs, the reaper, and the alert when a run fails for goo
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 from urllib.parse import urlsplit
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import models, transaction
+from django.db import connection, models, transaction
+from django.db.models.expressions import DatabaseDefault
 from django.urls import reverse
 from django.utils import timezone
 
@@ -22,6 +26,7 @@ from initiatives.models import ENGINEER_ROLES, Initiative, Membership, Phase, St
 from initiatives.services import initiative_lock, require_open
 from jobs import permissions, scheduling, sources
 from jobs.models import (
+    FINISHED_STATES,
     RETRIES_MAX,
     TIMEOUT_MAX_SECONDS,
     TIMEOUT_MIN_SECONDS,
@@ -36,7 +41,7 @@ from jobs.models import (
     retry_backoff,
 )
 from kpis.models import KPI, Origin
-from kpis.services import kpi_status_check, measurement_check, measurement_record
+from kpis.services import kpi_lock, kpi_status_update, measurement_check, measurement_write
 from notifications import services as notifications
 from notifications.models import Alert, Event
 
@@ -44,6 +49,7 @@ if TYPE_CHECKING:
     from django.contrib.auth.models import User
 
 log = logging.getLogger(__name__)
+M = TypeVar("M", bound=models.Model)
 
 EXECUTE_RUN = "jobs.tasks.execute_run"
 ALERT_KIND = "run_failed"
@@ -318,59 +324,78 @@ def run_request(*, job: Job, user: User, trigger: str = Trigger.MANUAL) -> Run:
     return run
 
 
-def dispatch_due(*, now: dt.datetime | None = None, limit: int = 500) -> list[int]:
-    """Create one run per due job of an active initiative in Ops and advance the job.
+class _Due(NamedTuple):
+    """What the dispatcher reads of a due job."""
+
+    pk: int
+    schedule_kind: str
+    cron: str
+    interval_seconds: int | None
+    next_run_at: dt.datetime
+    timeout_seconds: int
+
+
+def dispatch_due(
+    *, now: dt.datetime | None = None, batch: int | None = None, budget: float | None = None
+) -> list[int]:
+    """Create one run per due job of an active initiative in Ops and advance the job; the
+    ids of the new runs.
+
+    Batches of `batch` jobs (KPI_DISPATCH_BATCH), each its own transaction whose messages
+    are sent as it commits, so the workers start on the first while the next is claimed;
+    until nothing is due or `budget` seconds (KPI_DISPATCH_BUDGET_SECONDS, checked between
+    batches) are spent. What is left is the next tick's: the beat interval bounds the wait.
 
     Jobs are claimed with FOR UPDATE SKIP LOCKED (PostgreSQL), so two dispatchers never take
-    the same job; the unique (job, scheduled_for) constraint makes a second run for the same
-    moment impossible anyway. A job that missed many fire times (beat was down) gets one
-    catch-up run, then its next run moves past now. A batch is a constant number of queries
-    on PostgreSQL (claim, existing runs, insert runs, update jobs, insert outbox rows; SQLite
-    splits big inserts at its parameter limit), not a few per job:
-    at 6 queries per job, a tick of 500 took 4 to 12 s on a loaded machine, and control
-    messages queued behind the ticks expired.
+    the same job. Runs are inserted with ON CONFLICT (job, scheduled_for) DO NOTHING: a run
+    that exists for the moment already is neither duplicated nor an error, and the job still
+    advances. A job that missed many fire times (beat was down) gets one catch-up run, then
+    its next run moves past now. A batch is four queries whatever its size (claim, insert
+    runs, update jobs, insert outbox rows; SQLite splits big inserts at its parameter limit),
+    and its relay two more (lock the outbox rows, delete the sent ones): at 6 queries per
+    job, a tick of 500 took 4 to 12 s on a loaded machine, and control messages queued
+    behind the ticks expired.
     """
     now = now or timezone.now()
-    with transaction.atomic():
-        due = list(
-            Job.objects.select_for_update(skip_locked=True, of=("self",))
-            .filter(
-                enabled=True,
-                next_run_at__lte=now,
-                kpi__initiative__phase=Phase.OPS,
-                kpi__initiative__status=Status.ACTIVE,
-            )
-            .order_by("next_run_at")[:limit]
-        )
-        if not due:
-            return []
-        moments = {job.pk: _moments(job, now) for job in due}
-        existing = set(
-            Run.objects.filter(
-                job__in=due, scheduled_for__in={m for m, _ in moments.values()}
-            ).values_list("job_id", "scheduled_for")
-        )
-        runs = Run.objects.bulk_create(
-            Run(
-                job=job,
-                scheduled_for=moments[job.pk][0],
-                trigger=Trigger.SCHEDULE,
-                enqueued_at=now,
-                deliveries=1,
-            )
-            for job in due
-            if (job.pk, moments[job.pk][0]) not in existing
-        )
-        for job in due:
-            job.next_run_at = moments[job.pk][1]
-        Job.objects.bulk_update(due, ["next_run_at"])
-        _send_many(runs)
-    return [run.pk for run in runs]
+    size = batch or settings.KPI_DISPATCH_BATCH
+    budget = settings.KPI_DISPATCH_BUDGET_SECONDS if budget is None else budget
+    deadline = time.monotonic() + budget
+    created: list[int] = []
+    while True:
+        claimed, runs = _dispatch_batch(now=now, size=size)
+        created += runs
+        # Fewer than asked: nothing else is due, or another dispatcher holds the rest.
+        if claimed < size or time.monotonic() >= deadline:
+            return created
 
 
-def _moments(job: Job, now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+@transaction.atomic
+def _dispatch_batch(*, now: dt.datetime, size: int) -> tuple[int, list[int]]:
+    """One batch: how many jobs it claimed, and the runs it created."""
+    due = [
+        _Due(*row)
+        for row in Job.objects.select_for_update(skip_locked=True, of=("self",))
+        .filter(
+            enabled=True,
+            next_run_at__lte=now,
+            kpi__initiative__phase=Phase.OPS,
+            kpi__initiative__status=Status.ACTIVE,
+        )
+        .order_by("next_run_at")
+        .values_list(*_Due._fields)[:size]
+    ]
+    if not due:
+        return 0, []
+    moments = {job.pk: _moments(job, now) for job in due}
+    created = _runs_insert([(pk, first) for pk, (first, _) in moments.items()], now=now)
+    _jobs_advance([(pk, upcoming) for pk, (_, upcoming) in moments.items()])
+    timeouts = {job.pk: job.timeout_seconds for job in due}
+    _send_many([(run_id, timeouts[job_id]) for run_id, job_id in created])
+    return len(due), [run_id for run_id, _ in created]
+
+
+def _moments(job: _Due, now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
     """The moment a due job runs for (the latest missed one) and its next run after now."""
-    assert job.next_run_at is not None  # noqa: S101  (filtered by dispatch_due)
     scheduled_for = scheduling.latest_due(
         job.schedule_kind, job.cron, job.interval_seconds, job.next_run_at, now
     )
@@ -382,8 +407,92 @@ def _moments(job: Job, now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
     return scheduled_for, upcoming
 
 
-def _send_many(runs: list[Run]) -> None:
-    limits = [(run.pk, run.job.timeout_seconds) for run in runs]
+def _runs_insert(
+    moments: list[tuple[int, dt.datetime]], *, now: dt.datetime
+) -> list[tuple[int, int]]:
+    """One INSERT of the scheduled runs of these (job, moment) pairs, ON CONFLICT DO NOTHING
+    on the one-run-per-moment constraint; the (run, job) ids of the runs it created, in
+    order. The other columns get the values a `Run(...)` would save."""
+    quote = connection.ops.quote_name
+    template = Run(trigger=Trigger.SCHEDULE, enqueued_at=now, deliveries=1)
+    fixed, values, columns = [], [], [quote("job_id"), quote("scheduled_for")]
+    for field in Run._meta.concrete_fields:
+        if field.primary_key or field.attname in ("job_id", "scheduled_for"):
+            continue
+        value = field.pre_save(template, add=True)
+        if isinstance(value, DatabaseDefault):
+            continue
+        fixed.append(field)
+        values.append(field.get_db_prep_save(value, connection))
+        columns.append(quote(str(field.column)))
+    head = (
+        f"INSERT INTO {quote(Run._meta.db_table)} ({', '.join(columns)})"
+        " SELECT v.job_id, v.scheduled_for"
+    )
+    tail = (
+        f"ON CONFLICT ({quote('job_id')}, {quote('scheduled_for')}) DO NOTHING"
+        f" RETURNING {quote('id')}, {quote('job_id')}"
+    )
+    adapt = connection.ops.adapt_datetimefield_value
+    created: list[tuple[int, int]] = []
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            constants = "".join(f", CAST(%s AS {f.cast_db_type(connection)})" for f in fixed)
+            cursor.execute(
+                f"{head}{constants} FROM unnest(%s::bigint[], %s::timestamptz[])"
+                f" AS v(job_id, scheduled_for) {tail}",
+                [*values, [pk for pk, _ in moments], [adapt(m) for _, m in moments]],
+            )
+            created += cursor.fetchall()
+        else:
+            # SQLite names the columns of VALUES column1, column2; an INSERT ... SELECT
+            # needs a WHERE before ON CONFLICT to parse.
+            head = head.replace("v.job_id, v.scheduled_for", "v.column1, v.column2")
+            constants = ", %s" * len(fixed)
+            for chunk in _chunks(moments, reserved=len(values), per_row=2):
+                rows = ", ".join(["(%s, %s)"] * len(chunk))
+                cursor.execute(
+                    f"{head}{constants} FROM (VALUES {rows}) AS v WHERE true {tail}",
+                    [*values, *(p for pk, m in chunk for p in (pk, adapt(m)))],
+                )
+                created += cursor.fetchall()
+    return sorted(created)
+
+
+def _jobs_advance(moments: list[tuple[int, dt.datetime]]) -> None:
+    """One UPDATE that sets each job's next run time (not `bulk_update`'s CASE per row)."""
+    quote = connection.ops.quote_name
+    table, column = quote(Job._meta.db_table), quote("next_run_at")
+    adapt = connection.ops.adapt_datetimefield_value
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                f"UPDATE {table} SET {column} = v.next"  # noqa: S608  (model names)
+                " FROM unnest(%s::bigint[], %s::timestamptz[]) AS v(id, next)"
+                f" WHERE {table}.{quote('id')} = v.id",
+                [[pk for pk, _ in moments], [adapt(m) for _, m in moments]],
+            )
+            return
+        for chunk in _chunks(moments, reserved=0, per_row=2):
+            rows = ", ".join(["(%s, %s)"] * len(chunk))
+            cursor.execute(
+                f"UPDATE {table} SET {column} = v.column2 FROM (VALUES {rows}) AS v"  # noqa: S608
+                f" WHERE {table}.{quote('id')} = v.column1",
+                [p for pk, m in chunk for p in (pk, adapt(m))],
+            )
+
+
+def _chunks(
+    rows: list[tuple[int, dt.datetime]], *, reserved: int, per_row: int
+) -> list[list[tuple[int, dt.datetime]]]:
+    """`rows` split to stay under the database's limit of parameters per query (SQLite)."""
+    limit = connection.features.max_query_params
+    size = max((limit - reserved) // per_row, 1) if limit else len(rows)
+    return [rows[start : start + size] for start in range(0, len(rows), size)]
+
+
+def _send_many(limits: list[tuple[int, int]]) -> None:
+    """The messages of new runs, `(run id, its job's timeout)` each, in one outbox INSERT."""
     outbox.enqueue_many(
         EXECUTE_RUN,
         [
@@ -405,15 +514,112 @@ class Outcome:
     retry_in: int | None = None
 
 
-@transaction.atomic
+# Which runs may start: the rule of `_runnable` (and, for schedules, an enabled job) in SQL,
+# for the one-statement claim. A run it does not claim takes the checked path, which asks
+# `_runnable` itself and records the skip: the SQL may refuse more, never less.
+_CLAIM_SQL = """
+UPDATE {run} AS r
+SET state = %(running)s, attempt = r.attempt + 1, started_at = %(now)s,
+    worker = %(worker)s, finished_at = NULL, error = ''
+FROM {job} AS j
+JOIN {kpi} AS k ON k.id = j.kpi_id
+JOIN {initiative} AS i ON i.id = k.initiative_id
+LEFT JOIN {source} AS d ON d.id = j.data_source_id
+WHERE r.id = %(id)s AND j.id = r.job_id AND r.state IN (%(queued)s, %(running)s)
+  AND i.status = %(active)s
+  AND CASE WHEN r.trigger IN (%(schedule)s, %(manual)s)
+           THEN i.phase = %(ops)s AND (r.trigger <> %(schedule)s OR j.enabled)
+           ELSE i.phase <> %(biz)s END
+RETURNING {columns}
+"""
+_CLAIMED = (
+    ("run", Run, "r"),
+    ("job", Job, "j"),
+    ("kpi", KPI, "k"),
+    ("initiative", Initiative, "i"),
+    ("source", DataSource, "d"),
+)
+
+
+@functools.cache
+def _claim_sql() -> str:
+    quote = connection.ops.quote_name
+    columns = ", ".join(
+        f"{alias}.{quote(str(field.column))}"
+        for _, model, alias in _CLAIMED
+        for field in model._meta.concrete_fields
+    )
+    tables = {name: quote(model._meta.db_table) for name, model, _ in _CLAIMED}
+    return _CLAIM_SQL.format(columns=columns, **tables)
+
+
+# The claim need not wait for its commit to reach the disk (a flush per run, 5 to 13 ms on
+# the development machine): if the server crashes before it does, the claim is undone, and
+# the run's result write, whose own commit is durable and flushes the claim with it, finds the
+# run queued instead of running and records it all the same (or the reaper resends the run).
+# Visibility and locking are those of any commit.
+_CLAIM_ASYNC = "SET LOCAL synchronous_commit = off; "
+
+
+def _run_claim(run_id: int, worker: str) -> Run | None:
+    """PostgreSQL: start a runnable, unfinished run in one statement (a transaction by
+    itself; only the run row is locked) that returns the run with its job, KPI, initiative
+    and data source. None when the statement did not start it."""
+    # In a caller's transaction SET LOCAL would reach that transaction's commit too.
+    prefix = "" if connection.in_atomic_block else _CLAIM_ASYNC
+    with connection.cursor() as cursor:
+        cursor.execute(
+            prefix + _claim_sql(),
+            {
+                "id": run_id,
+                "now": timezone.now(),
+                "worker": worker[:200],
+                "queued": RunState.QUEUED,
+                "running": RunState.RUNNING,
+                "active": Status.ACTIVE,
+                "schedule": Trigger.SCHEDULE,
+                "manual": Trigger.MANUAL,
+                "ops": Phase.OPS,
+                "biz": Phase.BIZ,
+            },
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    values = iter(row)
+    run, job, kpi = _instance(Run, values), _instance(Job, values), _instance(KPI, values)
+    initiative, source = _instance(Initiative, values), _instance(DataSource, values)
+    kpi.initiative = initiative
+    job.kpi = kpi
+    job.data_source = source if job.data_source_id is not None else None
+    run.job = job
+    return run
+
+
+def _instance(model: type[M], values: Iterator[Any]) -> M:
+    fields = model._meta.concrete_fields
+    names = [field.attname for field in fields]
+    return model.from_db(connection.alias, names, [next(values) for _ in fields])
+
+
 def run_start(*, run_id: int, worker: str) -> Run | None:
     """Claim a run for execution. None when there is nothing to do: the run is finished
-    already (a redelivered message) or was skipped because its initiative left Ops."""
+    already (a redelivered message) or was skipped because its initiative left Ops (or its
+    job was disabled). On PostgreSQL a run that may start is claimed in one statement."""
+    if connection.vendor == "postgresql":
+        claimed = _run_claim(run_id, worker)
+        if claimed is not None:
+            return claimed
+    return _run_start_checked(run_id=run_id, worker=worker)
+
+
+@transaction.atomic
+def _run_start_checked(*, run_id: int, worker: str) -> Run | None:
     # Only the run row is locked (the initiative and job are read): taking their locks here,
     # in the opposite order to run_request, deadlocked with a concurrent "run now".
     run = (
         Run.objects.select_for_update(of=("self",))
-        .select_related("job__kpi__initiative")
+        .select_related("job__kpi__initiative", "job__data_source")
         .get(pk=run_id)
     )
     if run.is_finished:
@@ -433,28 +639,30 @@ def run_start(*, run_id: int, worker: str) -> Run | None:
     return run
 
 
-@transaction.atomic
-def run_succeed(*, run: Run, value: float) -> Run:
+def run_succeed(*, run: Run, value: float) -> bool:
     """Record the value and the run's success in one transaction. Trial runs only test the
     job; they write no measurement, but their value must be one that could be recorded. A
-    value out of the measurement bounds raises DomainError and nothing is written."""
-    locked = Run.objects.select_for_update().get(pk=run.pk)
-    if locked.is_finished:
-        return locked
+    value out of the measurement bounds raises DomainError and nothing is written. False
+    when the run was finished already (another delivery of it): nothing is written then.
+
+    The status of the KPI is judged in Python from the thresholds of the locked KPI row and
+    the latest value the upsert saw: on PostgreSQL four statements when it does not change
+    (lock the KPI, finish the run, upsert the value, refresh the rollups)."""
     measurement_check(as_of=run.scheduled_for, value=value)
-    if run.trigger != Trigger.TRIAL:
-        measurement_record(
-            kpi=run.job.kpi,
-            as_of=run.scheduled_for,
-            value=value,
-            origin=Origin.RUN,
-            run_id=locked.pk,
+    unfinished = Run.objects.filter(pk=run.pk).exclude(state__in=FINISHED_STATES)
+    done = {"state": RunState.SUCCEEDED, "value": value, "finished_at": timezone.now()}
+    if run.trigger == Trigger.TRIAL:
+        return unfinished.update(**done, error="") == 1  # one statement: atomic by itself
+    with transaction.atomic():
+        # Lock order everywhere: initiative, then job or KPI, then run.
+        kpi = kpi_lock(kpi_id=run.job.kpi_id)
+        if unfinished.update(**done, error="") != 1:
+            return False
+        latest = measurement_write(
+            kpi=kpi, as_of=run.scheduled_for, value=value, origin=Origin.RUN, run_id=run.pk
         )
-        kpi_status_check(kpi=run.job.kpi)
-    locked.state, locked.value, locked.finished_at = RunState.SUCCEEDED, value, timezone.now()
-    locked.error = ""
-    locked.save(update_fields=["state", "value", "finished_at", "error"])
-    return locked
+        kpi_status_update(kpi=kpi, latest=latest)
+    return True
 
 
 @transaction.atomic
@@ -567,12 +775,14 @@ def run_execute(*, run_id: int, worker: str = "") -> Outcome:
         message = f"Unexpected error: {type(error).__name__}: {error}"
         return _record_failure(run, message, retry=False)
     try:
-        retry_on_lost_connection(
+        recorded = retry_on_lost_connection(
             lambda: run_succeed(run=run, value=value), what=f"the result of run {run.pk}"
         )
     except DomainError as error:
         # Out of the measurement bounds: the same answer next time, so no retry.
         return _record_failure(run, f"The result was refused: {error.message}", retry=False)
+    if not recorded:  # another delivery of the run finished it meanwhile
+        return Outcome(Run.objects.values_list("state", flat=True).get(pk=run.pk))
     return Outcome(RunState.SUCCEEDED)
 
 

@@ -4,9 +4,12 @@ fails) or TransientSourceError (the run is retried)."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import math
+import os
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -157,7 +160,7 @@ def run_sql(source: DataSource, sql: str, timeout: float) -> float:
     url = data_source_url(source)
     scheme = urlsplit(url).scheme
     if scheme in POSTGRES_SCHEMES:
-        return _run_postgres(url, query, timeout)
+        return _run_postgres(url, query, timeout, source.pk)
     if scheme == "sqlite":
         return _run_sqlite(url, query, timeout)
     raise SourceError(f"Unsupported database scheme {scheme!r} (postgres or sqlite).")
@@ -166,8 +169,11 @@ def run_sql(source: DataSource, sql: str, timeout: float) -> float:
 POSTGRES_SCHEMES = frozenset({"postgres", "postgresql", "pgsql"})
 
 
-def _refuse_privileged_role(cursor: Any) -> None:
-    name, problems = datasource_roles.role_problems(cursor)
+def _refuse_privileged_role(
+    cursor: Any, problems_of: Callable[[Any], tuple[str, list[str]]] | None = None
+) -> None:
+    # Looked up at each call: the tests replace role_problems to end a backend mid-check.
+    name, problems = (problems_of or datasource_roles.role_problems)(cursor)
     if problems:
         raise SourceError(
             f"The data source logs in as the PostgreSQL role {name!r}, which "
@@ -254,18 +260,152 @@ def _wrapped(query: str, max_bytes: int) -> str:
     )
 
 
-def _run_postgres(url: str, query: str, timeout: float) -> float:
-    max_bytes = settings.KPI_SQL_MAX_BYTES
-    connection = _connect_postgres(url, timeout)
-    # Nothing is ever committed: close() ends the read-only transaction. A rollback on leaving
-    # `with connection:` would fail on a connection the server dropped and hide why it failed.
+# Pooled connections, one per data source URL in each worker process. Each run is still a
+# transaction of its own (READ ONLY, the statement timeout, the role check) that is rolled
+# back; a connection is closed, never reused, after any error, when its data source's URL
+# changes, after POOL_IDLE_SECONDS unused and when the worker process ends. A run takes the
+# connection out of the pool while it uses it, so two threads never share one.
+POOL_IDLE_SECONDS = 300.0
+_clock = time.monotonic  # (the tests move it forward)
+
+
+@dataclass
+class _Pooled:
+    connection: Any
+    checked_at: float | None = None  # monotonic time of the last whole role check
+    used_at: float = 0.0
+    reused: bool = False
+
+
+_pool: dict[str, _Pooled] = {}
+_source_urls: dict[int, str] = {}  # data source id -> the URL its connection was opened with
+_pool_lock = threading.Lock()
+
+
+def _checkout(url: str, timeout: float, source_id: int | None) -> _Pooled:
+    now = _clock()
+    with _pool_lock:
+        stale = [key for key, pooled in _pool.items() if now - pooled.used_at > POOL_IDLE_SECONDS]
+        if source_id is not None:
+            previous = _source_urls.get(source_id)
+            if previous is not None and previous != url:
+                stale.append(previous)  # the data source was given another URL
+            _source_urls[source_id] = url
+        closing = [_pool.pop(key) for key in set(stale) if key in _pool]
+        pooled = _pool.pop(url, None)
+    for old in closing:
+        _close(old)
+    if pooled is not None and not pooled.connection.closed:
+        pooled.reused = True
+        return pooled
+    return _Pooled(_connect_postgres(url, timeout))
+
+
+def _checkin(url: str, pooled: _Pooled) -> None:
+    pooled.used_at, pooled.reused = _clock(), False
+    with _pool_lock:
+        if url not in _pool:
+            _pool[url] = pooled
+            return
+    _close(pooled)  # another thread returned one for the same URL first
+
+
+def _close(pooled: _Pooled) -> None:
+    # Closing a connection the server has dropped cannot fail in a way worth reporting.
+    with contextlib.suppress(psycopg2.Error):
+        pooled.connection.close()
+
+
+def connections_close() -> None:
+    """Close this process's pooled data source connections (a worker process shutting down,
+    the tests between cases)."""
+    with _pool_lock:
+        pooled = list(_pool.values())
+        _pool.clear()
+        _source_urls.clear()
+    for each in pooled:
+        _close(each)
+
+
+def _forget_after_fork() -> None:
+    # A forked child (a Celery pool process) must not use its parent's sockets, nor close
+    # them (that would end the parent's sessions): it opens its own. (psycopg2 does not close
+    # a connection of another process when the child drops it.)
+    global _pool_lock
+    _pool.clear()
+    _source_urls.clear()
+    _pool_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
+
+
+def _begin(pooled: _Pooled, cursor: Any, timeout: float) -> None:
+    """The run's transaction: read-only, with the run's statement timeout, and the role
+    checked (its attributes every run; all of it when due)."""
+    # A read-only transaction refuses every write, whatever the SQL says; the role check
+    # refuses the roles that reach past it (files, programs, dblink).
+    setup = "SET TRANSACTION READ ONLY; SET LOCAL statement_timeout = %s; "
+    params = [int(timeout * 1000)]
+    now = _clock()
+    if pooled.checked_at is None or now - pooled.checked_at >= settings.KPI_SQL_ROLE_CHECK_SECONDS:
+        cursor.execute(setup, params)
+        _refuse_privileged_role(cursor, datasource_roles.role_problems)
+        pooled.checked_at = now
+        return
+    # One round trip: the transaction's settings and the lookup of the role's attributes.
+    _refuse_privileged_role(
+        cursor,
+        lambda cursor: datasource_roles.role_attribute_problems(
+            cursor, before=setup, params=params
+        ),
+    )
+
+
+def _run_postgres(url: str, query: str, timeout: float, source_id: int | None = None) -> float:
+    pooled = _checkout(url, timeout, source_id)
     try:
+        value = _query_postgres(url, pooled, query, timeout)
+    except BaseException:  # a refusal, a lost connection, the soft time limit: never reused
+        _close(pooled)
+        raise
+    try:
+        with pooled.connection.cursor() as cursor:
+            # The one state of a session that a SELECT can leave behind past the rollback: a
+            # query must not hold advisory locks on the source while its connection waits in
+            # the pool, nor hand them to the next job's run.
+            cursor.execute("SELECT pg_advisory_unlock_all()")
+        # Nothing is ever committed: the read-only transaction is rolled back.
+        pooled.connection.rollback()
+    except psycopg2.Error:
+        _close(pooled)  # the value came before the connection went
+    else:
+        _checkin(url, pooled)
+    return value
+
+
+def _query_postgres(url: str, pooled: _Pooled, query: str, timeout: float) -> float:
+    max_bytes = settings.KPI_SQL_MAX_BYTES
+    connection = pooled.connection
+    try:
+        try:
+            with connection.cursor() as cursor:
+                _begin(pooled, cursor, timeout)
+        except psycopg2.Error:
+            if not (pooled.reused and connection.closed):
+                raise
+            # The server ended the pooled connection while it was idle (a restart, an idle
+            # session timeout): nothing of this run has happened yet, a new one does it.
+            _close(pooled)
+            pooled.connection, pooled.checked_at, pooled.reused = (
+                _connect_postgres(url, timeout),
+                None,
+                False,
+            )
+            connection = pooled.connection
+            with connection.cursor() as cursor:
+                _begin(pooled, cursor, timeout)
         with connection.cursor() as cursor:
-            # A read-only transaction refuses every write, whatever the SQL says; the role
-            # check refuses the roles that reach past it (files, programs, dblink).
-            cursor.execute("SET TRANSACTION READ ONLY")
-            cursor.execute("SET LOCAL statement_timeout = %s", [int(timeout * 1000)])
-            _refuse_privileged_role(cursor)
             # The columns without a row: LIMIT 0 plans the query and stops.
             cursor.execute(f"SELECT * FROM (\n{query}\n) AS q LIMIT 0")  # noqa: S608
             columns = len(cursor.description or ())
@@ -288,8 +428,6 @@ def _run_postgres(url: str, query: str, timeout: float) -> float:
         raise SourceError("The query tried to write; data sources are read-only.") from None
     except psycopg2.Error as error:
         raise _database_error(error, connection, "The database refused the query") from None
-    finally:
-        connection.close()
 
 
 def _run_sqlite(url: str, query: str, timeout: float) -> float:

@@ -8,11 +8,11 @@ from typing import Any
 
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
-from celery.signals import worker_shutdown, worker_shutting_down
+from celery.signals import worker_process_shutdown, worker_shutdown, worker_shutting_down
 
 from bizdevops import outbox
 from bizdevops.db import retry_on_lost_connection
-from jobs import services
+from jobs import services, sources
 from jobs.models import Run
 
 log = logging.getLogger(__name__)
@@ -92,3 +92,11 @@ def _release(worker: str) -> None:
         return
     if released:
         log.warning("Shutting down: %d KPI runs back to queued: %s", len(released), released)
+
+
+@worker_process_shutdown.connect
+@worker_shutdown.connect
+def close_source_connections(**kwargs: object) -> None:
+    """A pool process (prefork) or the worker itself (solo, threads) ends: close its pooled
+    data source connections rather than leave the servers to notice the dropped sockets."""
+    sources.connections_close()

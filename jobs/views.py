@@ -8,6 +8,7 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -23,16 +24,19 @@ from jobs.forms import JobForm
 from jobs.models import Job, Trigger
 from kpis.selectors import kpi_get
 
+OPS_PAGE = 20
+
 
 @login_required
 @require_safe
 def ops(request: HtmxHttpRequest) -> HttpResponse:
     operates = permissions.operator_of(request.user)
-    rows = [
-        (initiative, operates(initiative))
-        for initiative in selectors.ops_initiatives_visible_to(request.user)
-    ]
-    return render(request, "jobs/ops.html", {"rows": rows})
+    # A page of initiatives at a time: a portfolio has thousands in Dev and Ops.
+    page = Paginator(selectors.ops_initiatives_visible_to(request.user), OPS_PAGE).get_page(
+        request.GET.get("page")
+    )
+    rows = [(initiative, operates(initiative)) for initiative in page]
+    return render(request, "jobs/ops.html", {"rows": rows, "page": page})
 
 
 def _cleaned_job(form: JobForm) -> dict[str, Any]:

@@ -59,6 +59,16 @@ def _fresh_cache(settings: Any) -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
+def _no_pooled_source_connections() -> Iterator[None]:
+    """Data source connections that a run pooled (jobs.sources) end with the test: they
+    belong to roles the test drops, on the test database that the session drops."""
+    yield
+    from jobs import sources
+
+    sources.connections_close()
+
+
+@pytest.fixture(autouse=True)
 def _test_settings(settings: Any, tmp_path: Any) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.DEMO_WAREHOUSE_PATH = tmp_path / "warehouse.sqlite3"

@@ -5,19 +5,30 @@ relay after commit is what they check, so the commits must happen."""
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import datetime as dt
+import json
+import os
 import threading
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from django.db import connection, transaction
 from django.test import Client
 from django.utils import timezone
+from kombu import Connection
 from kombu.exceptions import OperationalError as BrokerError
 
 from bizdevops import outbox
+from bizdevops.celery import app
 from bizdevops.models import OutboxMessage
+from tests.integration.faults import RedisServer
+from tests.integration.helpers import redis_url_for_tests
 
 COMMITTED = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 TASK = "tests.outbox.task"
@@ -240,3 +251,213 @@ def test_the_admin_lists_pending_messages_with_their_age_and_sends_them(
     assert "Sent 1 of 1 messages." in answer.content.decode()
     assert broker.sent == [("jobs.tasks.execute_run", (41,))]
     assert pending() == []
+
+
+# One producer per relay, its messages pipelined (#12). Real Redis: the tests' own database of
+# the REDIS_URL server (BIZDEVOPS_TEST_REDIS_DB), or a redis-server of the test's own.
+
+QUEUE = "runs"  # where an unrouted task goes (CELERY_TASK_DEFAULT_QUEUE)
+
+
+@contextlib.contextmanager
+def publishing_to(url: str) -> Iterator[None]:
+    """This process's Celery app publishing to `url`, and back afterwards."""
+
+    def forget_pools() -> None:
+        app._pool = None
+        app.amqp._producer_pool = None
+
+    before = app.conf.broker_url
+    app.conf.broker_url, app.conf.broker_write_url = url, None
+    forget_pools()
+    try:
+        yield
+    finally:
+        app.conf.broker_url, app.conf.broker_write_url = before, None
+        forget_pools()
+
+
+@pytest.fixture
+def real_broker() -> Iterator[redis.Redis]:
+    url = redis_url_for_tests(os.environ["REDIS_URL"])
+    client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+    client.flushdb()
+    try:
+        with publishing_to(url):
+            yield client
+    finally:
+        client.flushdb()
+        client.close()
+
+
+class Counted:
+    """How often the relay acquired a producer and checked a broker connection."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.producers = 0
+        self.connection_checks = 0
+        pool = app.producer_pool  # of the broker the test publishes to
+        acquire, ensure = pool.acquire, Connection.ensure_connection
+
+        def counting_acquire(*args: Any, **kwargs: Any) -> Any:
+            self.producers += 1
+            return acquire(*args, **kwargs)
+
+        def counting_ensure(connection: Connection, *args: Any, **kwargs: Any) -> Any:
+            self.connection_checks += 1
+            return ensure(connection, *args, **kwargs)
+
+        monkeypatch.setattr(pool, "acquire", counting_acquire)
+        monkeypatch.setattr(Connection, "ensure_connection", counting_ensure)
+
+
+def arrived(client: redis.Redis) -> list[tuple[str, list[Any]]]:
+    """The (task, args) of the messages waiting in the queue, oldest first (LPUSH'ed; the
+    workers take from the other end)."""
+    messages = []
+    for raw in reversed(client.lrange(QUEUE, 0, -1)):
+        message = json.loads(raw)
+        args, _kwargs, _embed = json.loads(base64.b64decode(message["body"]))
+        messages.append((message["headers"]["task"], args))
+    return messages
+
+
+@COMMITTED
+@pytest.mark.redis
+def test_a_relay_publishes_its_batch_through_one_producer_and_one_connection_check(
+    real_broker: redis.Redis, monkeypatch: pytest.MonkeyPatch
+):
+    counted = Counted(monkeypatch)
+
+    with transaction.atomic():
+        outbox.enqueue_many(TASK, [((n,), {"time_limit": 60}) for n in range(50)])
+
+    # Before #12: 50 producers acquired and 50 connection checks.
+    assert (counted.producers, counted.connection_checks) == (1, 1)
+    assert arrived(real_broker) == [(TASK, [n]) for n in range(50)]
+    assert pending() == []
+
+
+@COMMITTED
+@pytest.mark.redis
+def test_a_batch_longer_than_the_pipeline_is_written_in_several_round_trips_all_in_order(
+    real_broker: redis.Redis, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(outbox, "PIPELINE", 7)
+    outbox.enqueue_many(TASK, [((n,), {}) for n in range(30)], delay=3600)
+    OutboxMessage.objects.update(available_at=timezone.now())
+    counted = Counted(monkeypatch)
+
+    assert outbox.sweep(limit=12) == 30  # three relays of one sweep, sharing the producer
+
+    assert (counted.producers, counted.connection_checks) == (1, 1)
+    assert arrived(real_broker) == [(TASK, [n]) for n in range(30)]
+    assert pending() == []
+
+
+@COMMITTED
+@pytest.mark.redis
+def test_redis_going_away_in_the_middle_of_a_batch_loses_no_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    real_send = outbox.send
+
+    def send_then_stop_redis(name: str, args: tuple[Any, ...], options: dict[str, Any]) -> None:
+        real_send(name, args, options)
+        if args == (9,):
+            server.stop()  # the first ten are buffered in the pipeline, not written yet
+
+    try:
+        with publishing_to(server.url):
+            monkeypatch.setattr(outbox, "send", send_then_stop_redis)
+            with transaction.atomic():
+                outbox.enqueue_many(TASK, [((n,), {}) for n in range(20)])
+
+            # The pipeline could not be written: every row stays, backed off, nothing raised.
+            left = list(OutboxMessage.objects.order_by("id"))
+            assert [message.args for message in left] == [[n] for n in range(20)]
+            assert {message.send_failures for message in left} == {1}
+
+            server.start()  # empty: nothing of the failed batch got there
+            monkeypatch.setattr(outbox, "send", real_send)
+            OutboxMessage.objects.update(available_at=timezone.now())
+            assert outbox.sweep() == 20
+            assert arrived(server.client()) == [(TASK, [n]) for n in range(20)]
+            assert pending() == []
+    finally:
+        server.stop()
+
+
+def decoded(client: redis.Redis) -> list[dict[str, Any]]:
+    """The messages waiting in the queue, oldest first, their body decoded."""
+    messages = []
+    for raw in reversed(client.lrange(QUEUE, 0, -1)):
+        message = json.loads(raw)
+        message["body"] = json.loads(base64.b64decode(message["body"]))
+        messages.append(message)
+    return messages
+
+
+def but_its_own(message: dict[str, Any]) -> dict[str, Any]:
+    """A message without what is its own: its task id, arguments and delivery tag."""
+    headers = {
+        key: value
+        for key, value in message["headers"].items()
+        if key not in ("id", "root_id", "argsrepr")
+    }
+    properties = {
+        key: value
+        for key, value in message["properties"].items()
+        if key not in ("correlation_id", "delivery_tag")
+    }
+    return {**message, "headers": headers, "properties": properties, "body": message["body"][1:]}
+
+
+@COMMITTED
+@pytest.mark.redis
+def test_the_messages_after_the_first_are_celerys_own_but_for_their_id_and_arguments(
+    real_broker: redis.Redis,
+):
+    short, long = (
+        {"soft_time_limit": 40, "time_limit": 60},
+        {"soft_time_limit": 70, "time_limit": 90},
+    )
+    with transaction.atomic():
+        outbox.enqueue_many(TASK, [((n, "x"), short if n % 2 else long) for n in range(6)])
+    # Celery's own messages, for comparison.
+    app.send_task(TASK, args=[98, "x"], **long)
+    app.send_task(TASK, args=[99, "x"], **short)
+
+    *ours, celery_long, celery_short = decoded(real_broker)
+
+    assert [message["body"][0] for message in ours] == [[n, "x"] for n in range(6)]
+    for n, message in enumerate(ours):
+        headers = message["headers"]
+        assert headers["root_id"] == headers["id"] == message["properties"]["correlation_id"]
+        assert headers["argsrepr"] == repr([n, "x"])
+        assert but_its_own(message) == but_its_own(celery_short if n % 2 else celery_long)
+    assert len({message["headers"]["id"] for message in ours}) == 6
+
+
+@COMMITTED
+@pytest.mark.redis
+def test_messages_whose_options_depend_on_the_moment_are_each_built_by_celery(
+    real_broker: redis.Redis, monkeypatch: pytest.MonkeyPatch
+):
+    built: list[list[Any]] = []
+    send_task = app.send_task
+
+    def counting_send_task(name: str, args: list[Any], **options: Any) -> Any:
+        built.append(args)
+        return send_task(name, args=args, **options)
+
+    monkeypatch.setattr(app, "send_task", counting_send_task)
+
+    with transaction.atomic():
+        outbox.enqueue_many(TASK, [((n,), {"expires": 600}) for n in range(3)])
+
+    assert built == [[0], [1], [2]]  # the expiry is counted from each one's sending
+    assert [message["body"][0] for message in decoded(real_broker)] == [[0], [1], [2]]
+    assert all(message["headers"]["expires"] for message in decoded(real_broker))

@@ -1,9 +1,10 @@
 """A burst of 10,000 due jobs (slow: `make faults`). Every job of a portfolio falls due at once
 (after a deploy, or when the warehouse's nightly load lands): the dispatcher on the `control`
-queue turns them into runs 500 at a time, two worker processes on the `runs` queue execute
-them, and the reaper keeps running meanwhile. Expected: every job runs exactly once, one
-measurement each, no message sent twice, no control message expired (a backlog of runs
-cannot hold up the dispatcher, the sweep or the reaper), and the outbox empty at the end.
+queue turns them into runs in batches of KPI_DISPATCH_BATCH (1,000), two worker processes on
+the `runs` queue execute them, and the reaper keeps running meanwhile. Expected: every job
+runs exactly once, one measurement each, no message sent twice, no control message expired
+(a backlog of runs cannot hold up the dispatcher, the sweep or the reaper), and the outbox
+empty at the end.
 
 The jobs are written with bulk_create (10,000 through the services would take minutes of
 setup and test nothing more); the initiative is built through the services as everywhere.
