@@ -4,19 +4,21 @@ the token endpoint and the health check."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import connection
+from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, JsonResponse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import exceptions, serializers
 from rest_framework.authtoken.views import ObtainAuthToken
-from rest_framework.pagination import PageNumberPagination
+from rest_framework.pagination import CursorPagination, PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -36,6 +38,127 @@ def validated(serializer_class: type, request: Any, **kwargs: Any) -> dict[str, 
 class Pagination(PageNumberPagination):
     page_size_query_param = "page_size"
     max_page_size = 200
+
+    def paginate_rows(
+        self, queryset: QuerySet[Any], columns: Sequence[str], request: Any, view: Any = None
+    ) -> list[dict[str, Any]] | None:
+        """The page as `.values(*columns)` rows, counted on `queryset` itself: the count runs
+        without the joins that the columns shown need."""
+        return self.paginate_queryset(_Rows(queryset, columns), request, view)
+
+
+class _Rows:
+    """What Django's paginator needs of a list (`count()`, slices), the slices read as plain
+    rows of the columns shown."""
+
+    def __init__(self, queryset: QuerySet[Any], columns: Sequence[str]) -> None:
+        self.queryset = queryset
+        self.columns = columns
+        self.ordered = queryset.ordered
+
+    def count(self) -> int:
+        return self.queryset.count()
+
+    def __getitem__(self, key: slice) -> list[dict[str, Any]]:
+        return list(self.queryset.values(*self.columns)[key])
+
+
+PAGINATION_PARAMETER = "pagination"
+
+
+class CursorPages(CursorPagination):
+    """Cursor pages in a fixed, unique order: no count query, no page skipped or repeated
+    when rows arrive meanwhile."""
+
+    page_size = api_settings.PAGE_SIZE
+    page_size_query_param = "page_size"
+    max_page_size = Pagination.max_page_size
+
+    def __init__(self, ordering: str) -> None:
+        self.ordering = ordering
+
+    def get_ordering(self, request: Any, queryset: Any, view: Any) -> tuple[str, ...]:
+        # DRF would follow `?ordering=`; a cursor over a field that is not unique may skip or
+        # repeat rows, so the order is the list's own.
+        if request.query_params.get(api_settings.ORDERING_PARAM):
+            raise exceptions.ValidationError(
+                {"ordering": ["Cursor pages keep their own order; drop ordering or cursor."]}
+            )
+        return (self.ordering,)
+
+
+class PageOrCursorPagination(Pagination):
+    """Page-number pages with a count by default (as always); cursor pages when the request
+    asks with `?pagination=cursor` (the next and previous links keep asking). For long lists:
+    a page deep in the list costs what the first does, and rows inserted while a client pages
+    through are neither repeated nor make it skip any."""
+
+    cursor_ordering = "id"
+    cursor: CursorPages | None = None
+
+    def wants_cursor(self, request: Any) -> bool:
+        asked = request.query_params.get(PAGINATION_PARAMETER, "page")
+        if asked not in ("page", "cursor"):
+            raise exceptions.ValidationError({PAGINATION_PARAMETER: ['Use "page" or "cursor".']})
+        return asked == "cursor" or "cursor" in request.query_params
+
+    def paginate_queryset(self, queryset: Any, request: Any, view: Any = None) -> Any:
+        if self.wants_cursor(request):
+            self.cursor = CursorPages(self.cursor_ordering)
+            return self.cursor.paginate_queryset(queryset, request, view)
+        return super().paginate_queryset(queryset, request, view)
+
+    def paginate_rows(
+        self, queryset: QuerySet[Any], columns: Sequence[str], request: Any, view: Any = None
+    ) -> list[dict[str, Any]] | None:
+        if self.wants_cursor(request):
+            self.cursor = CursorPages(self.cursor_ordering)
+            # No count on cursor pages, so the rows are read as they are.
+            return self.cursor.paginate_queryset(queryset.values(*columns), request, view)
+        return super().paginate_rows(queryset, columns, request, view)
+
+    def get_paginated_response(self, data: Any) -> Response:
+        if self.cursor is not None:
+            return self.cursor.get_paginated_response(data)
+        return super().get_paginated_response(data)
+
+    def get_paginated_response_schema(self, schema: dict[str, Any]) -> dict[str, Any]:
+        answer = super().get_paginated_response_schema(schema)
+        answer["required"] = ["results"]
+        answer["properties"]["count"]["description"] = "Page-number pages only."
+        return answer
+
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        return [
+            *super().get_schema_operation_parameters(view),
+            {
+                "name": PAGINATION_PARAMETER,
+                "required": False,
+                "in": "query",
+                "description": (
+                    '"cursor": cursor pages (next/previous links, no count, no page number); '
+                    'default "page".'
+                ),
+                "schema": {"type": "string", "enum": ["page", "cursor"]},
+            },
+            {
+                "name": "cursor",
+                "required": False,
+                "in": "query",
+                "description": "The position of a cursor page (from a next or previous link).",
+                "schema": {"type": "string"},
+            },
+        ]
+
+
+def iso_datetime(value: dt.datetime | None, zone: dt.tzinfo) -> str | None:
+    """A timestamp as DRF's DateTimeField writes it: ISO 8601 in `zone` (the current time
+    zone, which the caller looks up once per list: the lookup costs more than the rest), UTC
+    as "Z". For lists that build their rows without a serializer."""
+    if not value:
+        return None
+    text = value.astimezone(zone).isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
 def _error(status: int, code: str, message: str, **extra: Any) -> Response:

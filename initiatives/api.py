@@ -3,6 +3,7 @@ write is the same service call the pages make."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from drf_spectacular.utils import extend_schema
@@ -11,12 +12,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from bizdevops.api import validated
+from bizdevops.api import PageOrCursorPagination, validated
+from bizdevops.lists import FormOnce, LeanListAPIView
 from initiatives import selectors, services
 from initiatives.filters import InitiativeApiFilter
 from initiatives.models import BusinessUnit, Initiative
 from initiatives.permissions import can_create_initiative, can_manage_units
 from initiatives.serializers import (
+    INITIATIVE_COLUMNS,
     BusinessUnitSerializer,
     BusinessUnitWriteSerializer,
     HandoverSerializer,
@@ -28,6 +31,7 @@ from initiatives.serializers import (
     IterationWriteSerializer,
     MemberSerializer,
     MemberWriteSerializer,
+    initiative_row,
 )
 
 
@@ -49,14 +53,23 @@ class BusinessUnitList(generics.ListAPIView):
         return Response(BusinessUnitSerializer(unit).data, status=status.HTTP_201_CREATED)
 
 
-class InitiativeList(generics.ListAPIView):
+class InitiativeListFilter(FormOnce, InitiativeApiFilter):
+    pass
+
+
+class InitiativeList(LeanListAPIView):
     serializer_class = InitiativeSerializer
     queryset = Initiative.objects.none()  # for the schema; get_queryset gives the user's
-    filterset_class = InitiativeApiFilter
+    filterset_class = InitiativeListFilter
     ordering_fields = ["id", "title", "phase", "status", "created_at", "updated_at"]
+    pagination_class = PageOrCursorPagination
+    columns = INITIATIVE_COLUMNS
 
     def get_queryset(self) -> Any:
         return selectors.initiatives_visible_to(self.request.user).order_by("id")
+
+    def row(self, values: dict[str, Any], zone: dt.tzinfo) -> dict[str, Any]:
+        return initiative_row(values, zone)
 
     @extend_schema(request=InitiativeWriteSerializer, responses={201: InitiativeSerializer})
     def post(self, request: Request) -> Response:

@@ -4,10 +4,13 @@ see, `..._visible_to(user)` lists only what they may see. No view reads these mo
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, F, Func, IntegerField, OuterRef, Q, QuerySet, Subquery
 from django.http import Http404
 
 from initiatives import permissions
@@ -44,14 +47,35 @@ def limit_to_visible(queryset: QuerySet[Any], user: AnyUser, path: str = "") -> 
     if permissions.sees_portfolio(user):
         return queryset
     if permissions.sees_own_units(user):
-        return queryset.filter(**{f"{path}business_unit__stakeholders": user.pk})
+        # An IN subquery rather than a join through the stakeholder table: the list and its
+        # count stay on the listed table (and can never repeat a row).
+        memberships = BusinessUnit.stakeholders.through.objects
+        own_units = memberships.filter(user=user.pk).values("businessunit_id")
+        return queryset.filter(**{f"{path}business_unit__in": own_units})
     return queryset.none()
+
+
+@functools.cache
+def _kpi_count() -> Subquery:
+    """The initiative's KPI count as a correlated subquery rather than `Count` over a join:
+    with no GROUP BY, `count()` drops the unused annotation and filters and pages run on the
+    initiative table alone. The KPI model is reached through the relation because `kpis`
+    sits above this app. A plain COUNT (`Func`: the `Count` aggregate would add a GROUP BY)
+    is 0, never NULL, for no KPIs. Built once (a query copies an expression it takes in)."""
+    kpi_model = Initiative._meta.get_field("kpis").related_model
+    counted = (
+        kpi_model._default_manager.filter(initiative=OuterRef("pk"))
+        .order_by()
+        .annotate(n=Func(F("pk"), function="COUNT"))
+        .values("n")
+    )
+    return Subquery(counted, output_field=IntegerField())
 
 
 def _listed() -> QuerySet[Initiative]:
     """Initiatives with what a card or list row shows, in a constant number of queries."""
     return Initiative.objects.select_related("business_unit", "accountable").annotate(
-        kpi_count=Count("kpis", distinct=True)
+        kpi_count=_kpi_count()
     )
 
 
@@ -102,12 +126,108 @@ def decorates_cards(decorator: CardDecorator) -> CardDecorator:
     return decorator
 
 
-def by_phase(initiatives: QuerySet[Initiative]) -> list[tuple[Phase, list[Initiative]]]:
-    """Board columns: one list per phase, in phase order, the cards decorated."""
-    rows = list(initiatives)
+BOARD_PAGE = 50
+
+# What a card shows: the long texts of an initiative (and the password hash of its accountable)
+# stay in the database. A card decorator that reads another field would load it card by card:
+# add it here.
+CARD_FIELDS = (
+    "title",
+    "phase",
+    "status",
+    "dev_timebox_weeks",
+    "dev_started_at",
+    "business_unit__name",
+    "accountable__username",
+    "accountable__first_name",
+    "accountable__last_name",
+)
+
+
+@dataclass
+class Column:
+    """A board column: one page of its cards (`page` counts from 1) and how many there are
+    in all. The view adds where "show more" leads (`more_url` without JavaScript, `more_hx_url`
+    for htmx), the way back to the first page (`first_url`) and what each card shows
+    (`shown`)."""
+
+    phase: Phase
+    cards: list[Initiative]
+    total: int
+    page: int = 1
+    page_size: int = BOARD_PAGE
+    more_url: str = ""
+    more_hx_url: str = ""
+    first_url: str = ""
+    shown: list[dict[str, object]] = field(default_factory=list)
+
+    @property
+    def first(self) -> int:
+        """The position (from 1) of the first card shown; 0 when none is."""
+        return (self.page - 1) * self.page_size + 1 if self.cards else 0
+
+    @property
+    def last(self) -> int:
+        return (self.page - 1) * self.page_size + len(self.cards)
+
+    @property
+    def more(self) -> int:
+        """How many cards the next page holds (0: this is the last)."""
+        return min(self.page_size, max(self.total - self.last, 0))
+
+    @property
+    def next_page(self) -> int:
+        return self.page + 1
+
+
+def _decorated(rows: list[Initiative]) -> list[Initiative]:
     for decorate in _card_decorators:
         decorate(rows)
-    return [(phase, [i for i in rows if i.phase == phase]) for phase in Phase]
+    return rows
+
+
+def by_phase(initiatives: QuerySet[Initiative]) -> list[Column]:
+    """Every card of `initiatives` in one column per phase, in phase order, the cards
+    decorated (for short lists: the start page's own initiatives)."""
+    rows = _decorated(list(initiatives.only(*CARD_FIELDS)))
+    columns = []
+    for phase in Phase:
+        cards = [i for i in rows if i.phase == phase]
+        columns.append(Column(phase, cards, total=len(cards), page_size=max(len(cards), 1)))
+    return columns
+
+
+def page_number(value: object) -> int:
+    """A page number from a query string: a whole number from 1 to 999,999, else 1."""
+    text = str(value or "")
+    if text.isascii() and text.isdigit() and len(text) < 7:
+        return max(int(text), 1)
+    return 1
+
+
+def board_columns(
+    initiatives: QuerySet[Initiative],
+    *,
+    pages: Mapping[Phase, int] | None = None,
+    phases: Iterable[Phase] = tuple(Phase),
+    page_size: int = BOARD_PAGE,
+) -> list[Column]:
+    """The board: per phase, one page of cards in the initiatives' order (`pages[phase]`,
+    the first by default, the last if past it) and the count of all of them; a fixed number
+    of queries whatever the count: one aggregate for the counts, one per column, then the
+    decorators' for the cards shown."""
+    pages = pages or {}
+    # COUNT(*), not COUNT(id): the (phase, status) index then answers it alone.
+    counts = dict(initiatives.order_by().values_list("phase").annotate(n=Count("*")))
+    columns = []
+    for phase in phases:
+        total = counts.get(phase, 0)
+        page = max(1, min(pages.get(phase, 1), math.ceil(total / page_size)))
+        start = (page - 1) * page_size
+        cards = list(initiatives.filter(phase=phase).only(*CARD_FIELDS)[start : start + page_size])
+        columns.append(Column(phase, cards, total=total, page=page, page_size=page_size))
+    _decorated([card for column in columns for card in column.cards])
+    return columns
 
 
 # Team, iterations, business units -------------------------------------------------------------

@@ -7,6 +7,7 @@ from initiatives import views
 urlpatterns = [
     path("", views.home, name="home"),
     path("board/", views.board, name="board"),
+    path("board/column/", views.board_column, name="board-column"),
     path("archive/", views.archive, name="archive"),
     path("initiatives/new/", views.initiative_create, name="initiative-create"),
     path("initiatives/<str:key>/", views.initiative_detail, name="initiative-detail"),

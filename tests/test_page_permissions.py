@@ -277,6 +277,7 @@ def test_page_permission_matrix(
 READ_ONLY_PAGES = {
     "home",
     "board",
+    "board-column",
     "archive",
     "initiative-detail",
     "initiative-kpis",

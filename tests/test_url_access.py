@@ -57,6 +57,7 @@ METHODS = ("get", "post", "put", "patch", "delete")
 LISTS = {  # 200, without the hidden data
     "home",
     "board",
+    "board-column",
     "archive",
     "ops",
     "dashboards",

@@ -83,6 +83,20 @@ def test_list_queries_do_not_grow_with_the_page(request, api_as, many, path, who
     assert small == large, f"{path}: {small} queries for 2 rows, {large} for 20"
 
 
+@pytest.mark.parametrize("path", ["initiatives/", "jobs/{job}/runs/"])
+@pytest.mark.parametrize("who", ["admin_user", "stakeholder"])
+def test_cursor_page_queries_do_not_grow_with_the_page(request, api_as, many, path, who):
+    client = api_as(request.getfixturevalue(who))
+    url = f"{API}/" + path.format(job=many[0].pk)
+    counts = []
+    for size in (2, 20):
+        count, response = counted_get(client, url, {"pagination": "cursor", "page_size": size})
+        assert len(response.json()["results"]) == size
+        counts.append(count)
+
+    assert counts[0] == counts[1], f"{path}: {counts[0]} queries for 2 rows, {counts[1]} for 20"
+
+
 @pytest.mark.parametrize(
     ("path", "query"),
     [

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect
 
+from initiatives.selectors import BOARD_PAGE
 from tests.browser.conftest import BROWSER_DB, login
 from tests.factories import BusinessUnitFactory, make_initiative
 
@@ -120,3 +121,55 @@ def test_back_button_right_after_filtering_restores_previous_filter(
     expect(page).to_have_url(unit_url)
     _expect_cards(page, [churn, offers])
     expect(page.get_by_label("Business unit")).to_have_value(str(marketing.pk))
+
+
+def test_show_more_appends_the_next_cards_of_a_column_within_the_filter(
+    page: Page, pm: Any, unit: Any
+) -> None:
+    marketing = BusinessUnitFactory(name="Marketing")
+    keys = [make_initiative(pm, marketing, title=f"Idea {n}").key for n in range(BOARD_PAGE + 3)]
+    make_initiative(pm, unit, title="Elsewhere")
+
+    login(page, "pm", "pw")
+    page.goto("/board/")
+    page.get_by_label("Business unit").select_option(label="Marketing")
+    expect(page).to_have_url(re.compile(rf"[?&]unit={marketing.pk}(&|$)"))
+    filtered_url = page.url
+    expect(page.locator("#board article[data-key]")).to_have_count(BOARD_PAGE)
+    expect(page.locator("#column-biz .count")).to_have_text(f"{BOARD_PAGE + 3} initiatives")
+
+    more = page.get_by_role("link", name=f"Show 3 more of {BOARD_PAGE + 3} in Biz")
+    with page.expect_request(
+        lambda r: (
+            f"/board/column/?unit={marketing.pk}&column=biz&page=2" in r.url
+            and r.headers.get("hx-request") == "true"
+        )
+    ):
+        more.click()
+    _expect_cards(page, keys)
+    expect(more).to_have_count(0)  # the end of the column
+    # Focus moves to the first new card, and the address stays the filtered board.
+    assert (
+        page.evaluate("document.activeElement.querySelector('article').dataset.key")
+        == (keys[BOARD_PAGE])
+    )
+    assert page.url == filtered_url
+
+
+def test_show_more_without_javascript_opens_the_columns_next_page(
+    browser: Any, live_server: Any, pm: Any, unit: Any
+) -> None:
+    keys = [make_initiative(pm, unit, title=f"Idea {n}").key for n in range(BOARD_PAGE + 3)]
+    context = browser.new_context(base_url=live_server.url, java_script_enabled=False)
+    try:
+        page = context.new_page()
+        login(page, "pm", "pw")
+        page.goto(f"/board/?unit={unit.pk}")
+        expect(page.locator("#board article[data-key]")).to_have_count(BOARD_PAGE)
+        page.get_by_role("link", name=f"Show 3 more of {BOARD_PAGE + 3} in Biz").click()
+        expect(page).to_have_url(re.compile(rf"/board/\?unit={unit.pk}&page_biz=2#column-biz$"))
+        _expect_cards(page, keys[BOARD_PAGE:])
+        page.get_by_role("link", name="back to the first").click()
+        _expect_cards(page, keys[:BOARD_PAGE])
+    finally:
+        context.close()
