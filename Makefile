@@ -58,11 +58,15 @@ faults: install
 screenshots: install
 	$(BIN)/python scripts/screenshots.py
 
-# Speed: median times and query counts (SQLite in a temporary folder; set DATABASE_URL for
-# PostgreSQL). Results are written down in docs/benchmarks.md.
+# Speed at portfolio scale against raw SQL baselines (docs/benchmarks.md says what is measured).
+# Needs PostgreSQL (DATABASE_URL: the bench creates and drops a database of its own on that
+# server; default postgres://postgres@127.0.0.1:5432/postgres) and Redis (REDIS_URL, default
+# db 7) for the Celery rows. SCALE=full (10M measurements; tens of minutes) writes
+# docs/benchmarks.md; SCALE=small (1/20 of it, the quick check) writes var/benchmarks-small.md.
+SCALE ?= full
 .PHONY: bench
 bench: install
-	$(BIN)/python scripts/bench.py
+	$(BIN)/python scripts/bench.py --scale $(SCALE)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache .mypy_cache
