@@ -150,6 +150,25 @@ def test_a_plain_list_out_of_bounds_is_refused_item_by_item(pusher, dev_kpi):
     assert not Measurement.objects.exists()
 
 
+def test_a_plain_list_older_than_the_retention_is_refused_item_by_item(pusher, dev_kpi, settings):
+    """The plain-list fast path asks the service's own check (the retention cutoff included),
+    so every item at fault is named, not only the first one the service would stop at."""
+    settings.MEASUREMENT_RAW_RETENTION_DAYS = 30
+    old = timezone.now() - dt.timedelta(days=40)
+    response = pusher.post(
+        murl(dev_kpi),
+        [
+            {"as_of": old.isoformat(), "value": 1},
+            {"as_of": (old + dt.timedelta(hours=1)).isoformat(), "value": 2},
+        ],
+        format="json",
+    )
+
+    assert response.status_code == 400
+    assert set(error_of(response)["fields"]) == {"[0].as_of", "[1].as_of"}
+    assert not Measurement.objects.exists()
+
+
 def test_ten_thousand_values_in_one_push(pusher, dev_kpi):
     values = [
         {"as_of": iso(START + dt.timedelta(minutes=i)), "value": float(i)} for i in range(10_000)
