@@ -10,8 +10,10 @@ from typing import Any
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.paginator import Page
+from django.core.paginator import Paginator as DjangoPaginator
 from django.db import connection
-from django.db.models import QuerySet
+from django.db.models import Func, IntegerField, QuerySet, Subquery
 from django.http import Http404, HttpRequest, JsonResponse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -35,32 +37,93 @@ def validated(serializer_class: type, request: Any, **kwargs: Any) -> dict[str, 
     return dict(serializer.validated_data)
 
 
-class Pagination(PageNumberPagination):
-    page_size_query_param = "page_size"
-    max_page_size = 200
+class _CountAll(Func):
+    """`COUNT(*)` as a plain expression (the `Count` aggregate would add a GROUP BY); COUNT(*)
+    rather than COUNT(id) so that an index on the filtered columns answers it alone."""
 
-    def paginate_rows(
-        self, queryset: QuerySet[Any], columns: Sequence[str], request: Any, view: Any = None
-    ) -> list[dict[str, Any]] | None:
-        """The page as `.values(*columns)` rows, counted on `queryset` itself: the count runs
-        without the joins that the columns shown need."""
-        return self.paginate_queryset(_Rows(queryset, columns), request, view)
+    template = "COUNT(*)"
+    output_field = IntegerField()
+
+
+# The column of a page's rows that carries the count of all of them (not a model field name).
+_TOTAL = "rows_in_all_pages"
+_PAGE_NUMBER_COUNTED_FIRST = 2**31
 
 
 class _Rows:
     """What Django's paginator needs of a list (`count()`, slices), the slices read as plain
-    rows of the columns shown."""
+    rows of the columns shown; `counted` reads a slice and the count in one statement."""
 
     def __init__(self, queryset: QuerySet[Any], columns: Sequence[str]) -> None:
         self.queryset = queryset
         self.columns = columns
         self.ordered = queryset.ordered
+        query = queryset.query
+        # A plain filtered list: its count is COUNT(*) over the same WHERE. (DISTINCT,
+        # GROUP BY, a combined or sliced query count otherwise: `count()` knows how.)
+        self.counts_inline = not (
+            query.distinct or query.group_by or query.combinator or query.is_sliced
+        )
 
     def count(self) -> int:
         return self.queryset.count()
 
     def __getitem__(self, key: slice) -> list[dict[str, Any]]:
         return list(self.queryset.values(*self.columns)[key])
+
+    def counted(self, key: slice) -> tuple[list[dict[str, Any]], int | None]:
+        """The rows of the slice and the count of all rows (None when the slice is empty: an
+        empty page carries no count). PostgreSQL and SQLite run the uncorrelated count
+        subquery once per statement, as the raw `(SELECT count(*) ...)` would."""
+        total = Subquery(self.queryset.order_by().values(n=_CountAll()))
+        rows = list(self.queryset.values(*self.columns, **{_TOTAL: total})[key])
+        count = None
+        for row in rows:
+            count = row.pop(_TOTAL)
+        return rows, count
+
+
+class _OneQueryPaginator(DjangoPaginator):
+    """Django's paginator that, over `_Rows`, takes the count from the page's own statement.
+    Only when the page comes back empty (past the end, or an empty list) is the count asked
+    separately, so that the answer (the empty first page, or the 404 and its message) is
+    Django's own. Page numbers that are not whole numbers from 1 are refused by Django's
+    checks before any query."""
+
+    def page(self, number: Any) -> Page:
+        rows_of = self.object_list
+        if not isinstance(rows_of, _Rows) or not rows_of.counts_inline or self.orphans:
+            return super().page(number)
+        if "count" in self.__dict__:
+            return super().page(number)  # counted already (`page=last`)
+        try:
+            whole = int(number)
+        except (TypeError, ValueError):
+            whole = 0
+        if isinstance(number, float) or not 1 <= whole <= _PAGE_NUMBER_COUNTED_FIRST:
+            # Django's own refusals; and a page number so large that its offset could
+            # overflow the database's integers: counted first, as Django does.
+            return super().page(number)
+        bottom = (whole - 1) * self.per_page
+        rows, count = rows_of.counted(slice(bottom, bottom + self.per_page))
+        if count is None:
+            return super().page(number)  # empty: Django counts and answers as before
+        self.__dict__["count"] = count  # the cached_property `count`, from the same statement
+        return self._get_page(rows, self.validate_number(whole), self)
+
+
+class Pagination(PageNumberPagination):
+    page_size_query_param = "page_size"
+    max_page_size = 200
+    django_paginator_class = _OneQueryPaginator
+
+    def paginate_rows(
+        self, queryset: QuerySet[Any], columns: Sequence[str], request: Any, view: Any = None
+    ) -> list[dict[str, Any]] | None:
+        """The page as `.values(*columns)` rows, with the count in the same statement (a
+        subquery on `queryset` itself, so it runs without the joins that the columns shown
+        need): one query per page, unless the page is empty (see _OneQueryPaginator)."""
+        return self.paginate_queryset(_Rows(queryset, columns), request, view)
 
 
 PAGINATION_PARAMETER = "pagination"

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import django_filters
+import django_filters.fields
 from django import forms
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
 from django.db.models import Q, QuerySet
 
 from bizdevops.roles import Role
@@ -32,15 +35,80 @@ def _program_managers(request: Any) -> QuerySet[Any]:
     )
 
 
+class _ListedChoices(django_filters.fields.ModelChoiceIterator):
+    """The choices of a `ListedModelChoiceField`, from its rows read once."""
+
+    def __iter__(self) -> Iterator[tuple[Any, Any]]:
+        field = self.field
+        if field.empty_label is not None:
+            yield ("", field.empty_label)
+        if field.null_label is not None:
+            yield (field.null_value, field.null_label)
+        for obj in field.listed():
+            yield self.choice(obj)
+
+    def __len__(self) -> int:
+        field = self.field
+        extra = (field.empty_label is not None) + (field.null_label is not None)
+        return len(field.listed()) + extra
+
+    def __bool__(self) -> bool:
+        return self.field.empty_label is not None or bool(self.field.listed())
+
+
+class ListedModelChoiceField(django_filters.fields.ModelChoiceField):
+    """A model choice whose rows are read once per form, in one query, for both showing the
+    select and checking the choice made. (Django's field asks the database once to check the
+    choice and again, through a server-side cursor on PostgreSQL, to list the options.) For
+    short lists: the business units, the program managers."""
+
+    iterator = _ListedChoices
+
+    def listed(self) -> list[Any]:
+        # The queryset keeps its rows once read; a form's copy of the field gets a fresh one.
+        return list(self.queryset)
+
+    def to_python(self, value: Any) -> Any:
+        """As ModelChoiceField.to_python, the row found among the listed ones."""
+        if self.null_label is not None and value == self.null_value:
+            return value
+        if value in self.empty_values:
+            return None
+        self.validate_no_null_characters(value)
+        key = self.to_field_name or "pk"
+        model = self.queryset.model
+        try:
+            if isinstance(value, model):
+                value = getattr(value, key)
+            # The key as the database would compare it ("01" is the id 1, as in a query).
+            field = model._meta.pk if key == "pk" else model._meta.get_field(key)
+            wanted = field.to_python(value)
+        except (ValueError, TypeError, ValidationError):
+            wanted = _NOTHING
+        for obj in self.listed():
+            if getattr(obj, key) == wanted:
+                return obj
+        raise ValidationError(
+            self.error_messages["invalid_choice"], code="invalid_choice", params={"value": value}
+        )
+
+
+_NOTHING = object()
+
+
+class ListedModelChoiceFilter(django_filters.ModelChoiceFilter):
+    field_class = ListedModelChoiceField
+
+
 class InitiativeFilter(django_filters.FilterSet):
     q = django_filters.CharFilter(method="search", label="Search")
-    unit = django_filters.ModelChoiceFilter(
+    unit = ListedModelChoiceFilter(
         field_name="business_unit",
         queryset=_units,
         label="Business unit",
         empty_label="All units",
     )
-    accountable = django_filters.ModelChoiceFilter(
+    accountable = ListedModelChoiceFilter(
         queryset=_program_managers,
         to_field_name="username",
         label="Accountable",

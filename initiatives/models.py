@@ -128,26 +128,37 @@ class Initiative(models.Model):
 
     @property
     def dev_due_at(self) -> dt.datetime | None:
-        if self.phase != Phase.DEV or self.dev_started_at is None or self.is_final:
-            return None
-        return self.dev_started_at + dt.timedelta(weeks=self.dev_timebox_weeks)
+        return dev_due(self.phase, self.status, self.dev_started_at, self.dev_timebox_weeks)
 
     @property
     def dev_days_left(self) -> int | None:
         """Whole days left in the Dev timebox; negative when overdue; None outside Dev."""
-        due = self.dev_due_at
-        if due is None:
-            return None
-        days = (due - timezone.now()).total_seconds() / 86400
-        if days >= 0:
-            return math.ceil(days)  # half a day left is "1 day left"
-        # Whole days overdue, but at least one: an hour past the due moment is overdue.
-        return -max(1, math.floor(-days))
+        return days_left(self.dev_due_at)
 
     @property
     def dev_overdue(self) -> bool:
         left = self.dev_days_left
         return left is not None and left < 0
+
+
+def dev_due(phase: str, status: str, started: dt.datetime | None, weeks: int) -> dt.datetime | None:
+    """When the Dev timebox of an initiative in this state ends (None outside Dev, before it
+    started, or once closed). A function of the fields, so that lists reading plain rows
+    (the board's cards) apply the model's rule."""
+    if phase != Phase.DEV or started is None or status in FINAL_STATUSES:
+        return None
+    return started + dt.timedelta(weeks=weeks)
+
+
+def days_left(due: dt.datetime | None) -> int | None:
+    """Whole days left until `due`; negative when past it; None without one."""
+    if due is None:
+        return None
+    days = (due - timezone.now()).total_seconds() / 86400
+    if days >= 0:
+        return math.ceil(days)  # half a day left is "1 day left"
+    # Whole days overdue, but at least one: an hour past the due moment is overdue.
+    return -max(1, math.floor(-days))
 
 
 class Handover(AppendOnlyModel):

@@ -160,9 +160,23 @@ def rollups_refresh(*, kpi_id: int, start: dt.datetime, end: dt.datetime) -> Non
     buckets left without values are deleted. Recomputing (not adding deltas) keeps a bucket
     right when an existing value is written again with another value. On PostgreSQL one
     statement."""
+    _refresh(kpi_id, _span(start, end))
+
+
+def rollups_refresh_statement(
+    *, kpi_id: int, start: dt.datetime, end: dt.datetime
+) -> tuple[str, dict[str, Any]]:
+    """PostgreSQL: the statement of `rollups_refresh` and its (named) parameters, for a
+    caller that sends it in one round trip with others, after the statements that write the
+    values (each statement of a multi-statement string has a snapshot of its own, which sees
+    the writes of those before it)."""
+    return _refresh_sql(kpi_id, _span(start, end))
+
+
+def _span(start: dt.datetime, end: dt.datetime) -> list[Span]:
     if start > end:
         start, end = end, start
-    _refresh(kpi_id, [(hour_floor(start), hour_floor(end) + HOUR)])
+    return [(hour_floor(start), hour_floor(end) + HOUR)]
 
 
 def rollups_refresh_at(*, kpi_id: int, moments: Iterable[dt.datetime]) -> None:
@@ -181,10 +195,15 @@ rollups_refresh_at.__doc__ = (rollups_refresh_at.__doc__ or "") + _CONTRACT
 def _refresh(kpi_id: int, hour_spans: list[Span]) -> None:
     if not hour_spans:
         return
-    day_spans = _day_spans(hour_spans)
     if connection.vendor != "postgresql":
-        _refresh_portable(kpi_id, hour_spans, day_spans)
+        _refresh_portable(kpi_id, hour_spans, _day_spans(hour_spans))
         return
+    with connection.cursor() as cursor:
+        cursor.execute(*_refresh_sql(kpi_id, hour_spans))
+
+
+def _refresh_sql(kpi_id: int, hour_spans: list[Span]) -> tuple[str, dict[str, Any]]:
+    day_spans = _day_spans(hour_spans)
     parts = {
         "raw_spans": _within("as_of", hour_spans),
         "other_days": _within("bucket", day_spans),
@@ -204,8 +223,7 @@ def _refresh(kpi_id: int, hour_spans: list[Span]) -> None:
             params[key] = moment
             text += f"%({key})s" + piece
         texts[name] = text
-    with connection.cursor() as cursor:
-        cursor.execute(_REFRESH_SQL.format(**texts), params)
+    return _REFRESH_SQL.format(**texts), params
 
 
 @dataclass

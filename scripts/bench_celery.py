@@ -59,6 +59,8 @@ RUNS_DB, BEAT_DB = 9, 10  # Redis databases: the app's broker, django-celery-bea
 RUNS_QUEUE = "runs"
 EXECUTE_RUN = "jobs.tasks.execute_run"
 NOOP = "bench_noop.noop"
+NOOP_COMMIT = "bench_noop.noop_commit"
+COMMIT_TABLE = "bench_noop_commit"  # bench_noop.COMMIT_TABLE
 SOURCE_ENV = "BIZDEVOPS_BENCH_SOURCE_URL"
 TRIVIAL_SQL = "SELECT n FROM bench_src.one"
 BEAT_VENV = ROOT / "var" / "bench-venv-beat"
@@ -846,8 +848,8 @@ def runs_execute(job_ids: list[int], timeout: float) -> float:
     return float(stats["last"].timestamp() - start)
 
 
-def noops_execute(n: int, broker: redis.Redis, timeout: float) -> float:
-    """Seconds from handing n no-op tasks to the outbox to the last one acknowledged."""
+def noops_execute(n: int, broker: redis.Redis, timeout: float, task: str = NOOP) -> float:
+    """Seconds from handing n no-op tasks (`task`) to the outbox to the last one acknowledged."""
     from django.db import transaction
 
     from bizdevops import outbox
@@ -860,7 +862,7 @@ def noops_execute(n: int, broker: redis.Redis, timeout: float) -> float:
 
     start = time.perf_counter()
     with transaction.atomic():
-        outbox.enqueue_many(NOOP, [((i,), {}) for i in range(n)])
+        outbox.enqueue_many(task, [((i,), {}) for i in range(n)])
     # The relay ran on commit: every message is in the queue (or taken) by now.
     wait_until(lambda: drained() and drained(), f"{n} no-op tasks", timeout=timeout, step=0.005)
     return time.perf_counter() - start
@@ -935,22 +937,33 @@ def runs_worker(broker: redis.Redis) -> Iterator[subprocess.Popen[bytes]]:
 
 
 def runs_rows(plan: Plan, job_ids: list[int], broker: redis.Redis) -> list[Row]:
+    from django.db import connection
+
     n = plan.runs
     counts = queries_per_run(job_ids[:3])
     timing = Timing(queries=counts[-1])
+    # The same runs against a no-op task that makes one durable commit: the floor of a run
+    # whose result is committed in one transaction of its own (as issue #12 asks).
+    floor = Timing(queries=counts[-1])
+    with connection.cursor() as cursor:
+        cursor.execute(f"CREATE TABLE IF NOT EXISTS {COMMIT_TABLE} (n integer)")
     timeout = 60 + n / 2  # at 2 runs/s it is broken anyway
     what = f"runs: {n:,} SQL runs and {n:,} no-op tasks, {plan.runs_repeats}x each, 2 workers"
     with stage(what), runs_worker(broker) as worker:
         runs_execute(job_ids[:20], timeout)  # warm-up: imports, connections, caches
         noops_execute(20, broker, timeout)
+        noops_execute(20, broker, timeout, NOOP_COMMIT)
         for repeat in range(plan.runs_repeats):
-            pair = [
-                (lambda: runs_execute(job_ids[:n], timeout), timing.ours),
-                (lambda: noops_execute(n, broker, timeout), timing.baseline),
+            trio = [
+                (lambda: runs_execute(job_ids[:n], timeout), [timing.ours, floor.ours]),
+                (lambda: noops_execute(n, broker, timeout), [timing.baseline]),
+                (lambda: noops_execute(n, broker, timeout, NOOP_COMMIT), [floor.baseline]),
             ]
-            for func, into in pair if repeat % 2 == 0 else reversed(pair):
-                into.append(func())
-        memory = {pid: peak_rss_mib(pid) for pid in process_tree_pids(worker.pid)}
+            for func, into in trio if repeat % 2 == 0 else reversed(trio):
+                elapsed = func()
+                for timings in into:
+                    timings.append(elapsed)
+    memory = {pid: peak_rss_mib(pid) for pid in process_tree_pids(worker.pid)}
     note = (
         f"one `celery worker -Q runs --pool=prefork -c {WORKER_CONCURRENCY}` (DEBUG=1), {n:,} runs "
         f"of `{TRIVIAL_SQL}` as a least-privileged reader role, distinct jobs, sent through the "
@@ -966,7 +979,23 @@ def runs_rows(plan: Plan, job_ids: list[int], broker: redis.Redis) -> list[Row]:
             baseline_label=f"the same worker running a no-op task {n:,} times (outbox, acks_late)",
             factor=0.5,
             note=note,
-        )
+        ),
+        dataclasses.replace(
+            rate_row(
+                "runs executed against one durable commit per task",
+                floor,
+                items=n,
+                unit="runs/s",
+                baseline_label=(
+                    f"the same worker running {n:,} no-op tasks that each commit one row "
+                    "durably (the floor of one transaction per run)"
+                ),
+                factor=0.5,
+                note="informative: shows how much of the gap to the no-op task is the commit",
+            ),
+            goal="informative",
+            met=None,
+        ),
     ]
     pool = [mib for pid, mib in memory.items() if pid != worker.pid and mib is not None]
     main = memory.get(worker.pid)

@@ -56,6 +56,34 @@ class Data:
         self.unit_id = 1
         self.steps: list[tuple[str, float]] = []
         self.rollups = ""
+        self.reused = ""  # the name of a kept database read back (bench.py --reuse)
+
+
+def reused(scale: Scale, name: str) -> Data:
+    """The `Data` of a database an earlier `bench.py --keep` built (`bench.py --reuse`): read
+    back from its rows instead of building it again. Refuses a database of another scale."""
+    from django.contrib.auth import get_user_model
+
+    from kpis.models import KPI
+
+    initiatives = sql("SELECT count(*) FROM initiatives_initiative")[0][0]
+    if initiatives != scale.initiatives:
+        raise SystemExit(
+            f"database {name} holds {initiatives:,} initiatives, not the {scale.initiatives:,} "
+            f"of scale {scale.name}: give the --scale it was built with"
+        )
+    data = Data(scale)
+    data.admin = get_user_model().objects.get(username="bench-admin")
+    data.push_kpi = KPI.objects.get(name="Bench push", initiative_id=1).pk
+    # The newest value of the big KPI is at the build's `end` (see _measurements_insert).
+    newest = "SELECT max(as_of) FROM kpis_measurement WHERE kpi_id = %s"
+    data.end = sql(newest, [data.big_kpi])[0][0]
+    data.rollups = "none (this tree has no kpis_rollup table)"
+    if sql("SELECT to_regclass('kpis_rollup') IS NOT NULL")[0][0]:
+        count = sql("SELECT count(*) FROM kpis_rollup")[0][0]
+        data.rollups = f"{count:,} rows (built earlier)"
+    data.reused = name
+    return data
 
 
 def build(scale: Scale) -> Data:

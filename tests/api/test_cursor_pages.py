@@ -172,12 +172,11 @@ def test_initiative_pages_run_the_same_queries_for_5_and_60_rows(
     assert counts[0] == counts[1]
 
 
-@pytest.mark.parametrize(("pagination", "queries"), [("page", 3), ("cursor", 2)])
-def test_an_initiative_page_is_the_token_the_count_and_the_rows(
-    api_as, admin_user, many, pagination, queries
-):
+@pytest.mark.parametrize("pagination", ["page", "cursor"])
+def test_an_initiative_page_is_the_token_and_the_rows(api_as, admin_user, many, pagination):
     client = api_as(admin_user)
 
     count, _ = counted_get(client, f"{API}/initiatives/", {"pagination": pagination})
 
-    assert count == queries  # the token, the count (page numbers only), one page of rows
+    # The token, one page of rows (with the count of all, on page-number pages).
+    assert count == 2

@@ -19,6 +19,7 @@ from django.test import Client, override_settings
 from rest_framework.authtoken.models import Token
 from rest_framework.throttling import SimpleRateThrottle
 
+from bizdevops import throttling
 from tests.helpers import clear_cache
 
 ANON_LIMIT = 3
@@ -62,6 +63,14 @@ def _assert_throttled(response: Any) -> None:
     assert body["error"]["code"] == "throttled"
     assert body["error"]["message"].startswith("Request was throttled.")
     assert set(body["error"]) == {"code", "message"}
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The throttles' time, set by the test: 10 s into a minute."""
+    now = [60.0 * 29_000_000 + 10]
+    monkeypatch.setattr(throttling._FixedWindowRateThrottle, "timer", staticmethod(lambda: now[0]))
+    return now
 
 
 def _spend_anonymous_budget(client: Client, **extra: str) -> None:
@@ -237,3 +246,57 @@ def test_a_cache_that_does_not_answer_lets_requests_through(pm: Any) -> None:
         signed_in = _token_client(pm).get("/api/v1/initiatives/")
     assert anonymous.status_code == 200, anonymous.content[:300]
     assert signed_in.status_code == 200, signed_in.content[:300]
+
+
+@pytest.mark.django_db
+def test_the_budget_is_per_clock_window_and_retry_after_says_when_the_next_begins(
+    pm: Any, clock: list[float]
+) -> None:
+    """A fixed window per rate period (one counter increment per request): the limit holds
+    in each window, a refused request is told the seconds left in it, and the next window
+    has the whole budget again."""
+    client = _token_client(pm)
+    assert [client.get(LIST_URL).status_code for _ in range(USER_LIMIT)] == [200] * USER_LIMIT
+    refused = client.get(LIST_URL)
+    _assert_throttled(refused)
+    assert refused["Retry-After"] == "50"
+
+    clock[0] += 49.5  # half a second before the next minute: still refused
+    refused = client.get(LIST_URL)
+    _assert_throttled(refused)
+    assert refused["Retry-After"] == "1"
+
+    clock[0] += 0.6  # the next minute
+    assert [client.get(LIST_URL).status_code for _ in range(USER_LIMIT)] == [200] * USER_LIMIT
+    _assert_throttled(client.get(LIST_URL))
+
+
+@pytest.mark.django_db
+def test_refused_requests_do_not_push_the_window_back(pm: Any, clock: list[float]) -> None:
+    """Hammering while refused does not extend the wait: the window ends when it ends."""
+    client = _token_client(pm)
+    for _ in range(USER_LIMIT):
+        client.get(LIST_URL)
+    for _ in range(20):
+        _assert_throttled(client.get(LIST_URL))
+    clock[0] += 50
+    assert client.get(LIST_URL).status_code == 200
+
+
+@pytest.mark.django_db
+@pytest.mark.redis
+def test_the_counter_is_one_redis_key_per_window_that_expires(pm: Any) -> None:
+    """One integer per user and window, living no longer than the window's period: no
+    history is kept, and the counters of past windows go away by themselves."""
+    from django.core.cache import caches
+
+    cache = caches["default"]
+    client = _token_client(pm)
+    for _ in range(3):
+        assert client.get(LIST_URL).status_code == 200
+
+    redis = cache._cache.get_client(write=True)  # type: ignore[attr-defined]
+    keys = list(redis.scan_iter(match=f"{cache.key_prefix}:*throttle_user_{pm.pk}_*"))
+    assert len(keys) == 1, keys
+    assert int(redis.get(keys[0])) == 3
+    assert 0 < redis.ttl(keys[0]) <= 60

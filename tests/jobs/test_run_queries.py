@@ -1,13 +1,14 @@
 """A run's queries on the application's database (issue 12: 13 with BEGIN and COMMIT, two
-transactions that each locked the run, before). On PostgreSQL a successful run whose KPI
-keeps its status is five statements: the claim (one UPDATE ... RETURNING the run with its
-job, KPI, initiative and data source; a transaction by itself), then one transaction that
-locks the KPI, finishes the run, upserts the value (reading the previous latest value in the
-same statement) and refreshes the rollups: seven with that transaction's BEGIN and COMMIT.
-The tests run with real transactions (`transaction=True`), so that no savepoint of the test's
-own transaction is counted. The other tests pin down what the short path must keep: the same
-refusals as the checked path, the same objects, nothing written twice, the status of the
-latest value."""
+transactions that each locked the run, before). On PostgreSQL a successful run is three
+statements, whether its KPI's status changes or not (an alert adds its own): the claim (one
+UPDATE ... RETURNING the run with its job, KPI, initiative and data source; a transaction by
+itself), then one transaction of two: one statement locks the KPI and finishes the run
+(returning the KPI's row), one round trip upserts the value, refreshes the rollups, sets the
+status if it changed and reads the latest value; five with that transaction's BEGIN and
+COMMIT. The tests run with real transactions (`transaction=True`), so that no savepoint of
+the test's own transaction is counted. The other tests pin down what the short path must
+keep: the same refusals as the checked path, the same objects, nothing written twice, the
+status of the latest value."""
 
 from __future__ import annotations
 
@@ -67,14 +68,16 @@ TRANSACTION_CONTROL = {"BEGIN", "COMMIT", "ROLLBACK"}
 
 
 @contextlib.contextmanager
-def statements(expected: int, transactions: int) -> Iterator[None]:
-    """Exactly `expected` statements besides BEGIN / COMMIT, in `transactions` transactions."""
+def statements(expected: int, transactions: int) -> Iterator[list[str]]:
+    """Exactly `expected` round trips besides BEGIN / COMMIT, in `transactions` transactions;
+    yields the list that holds their SQL afterwards."""
+    sent: list[str] = []
     with CaptureQueriesContext(connection) as captured:
-        yield
+        yield sent
     sqls = [query["sql"] for query in captured.captured_queries]
     control = [sql for sql in sqls if sql in TRANSACTION_CONTROL]
-    done = [sql[:200] for sql in sqls if sql not in TRANSACTION_CONTROL]
-    assert len(done) == expected, "\n\n".join(done)
+    sent += [sql for sql in sqls if sql not in TRANSACTION_CONTROL]
+    assert len(sent) == expected, "\n\n".join(sql[:200] for sql in sent)
     assert control == ["BEGIN", "COMMIT"] * transactions, control
 
 
@@ -87,11 +90,17 @@ def _second_run(job: Job) -> Run:
 
 @pytest.mark.postgres
 @COMMITTED
-def test_a_sql_run_is_five_queries(pg_job):
+def test_a_sql_run_is_three_statements(pg_job):
     run = _second_run(pg_job)
 
-    with statements(5, transactions=1):
+    with statements(3, transactions=1) as sent:
         assert run_execute(run_id=run.pk, worker="w1").state == RunState.SUCCEEDED
+
+    claim, finish, write = sent
+    assert "UPDATE" in claim and "SET state = 'running'" in claim
+    assert finish.lstrip().startswith("WITH k AS MATERIALIZED") and "FOR UPDATE" in finish
+    assert write.lstrip().startswith("INSERT INTO kpis_measurement")
+    assert "kpis_rollup" in write and "UPDATE kpis_kpi" not in write  # the status stays
 
     run.refresh_from_db()
     assert (run.state, run.value, run.attempt, run.worker) == (RunState.SUCCEEDED, 3.0, 1, "w1")
@@ -100,10 +109,10 @@ def test_a_sql_run_is_five_queries(pg_job):
 
 @pytest.mark.postgres
 @COMMITTED
-def test_a_python_run_is_five_queries(python_job):
+def test_a_python_run_is_three_statements(python_job):
     run = _second_run(python_job)
 
-    with statements(5, transactions=1):
+    with statements(3, transactions=1):
         assert run_execute(run_id=run.pk).state == RunState.SUCCEEDED
 
     measurement = Measurement.objects.get(kpi=python_job.kpi, as_of=run.scheduled_for)
@@ -123,6 +132,20 @@ def test_a_trial_run_is_two_statements_and_writes_no_value(python_job, engineer)
         assert run_execute(run_id=run.pk).state == RunState.SUCCEEDED
 
     assert not Measurement.objects.exists()
+
+
+@pytest.mark.postgres
+@COMMITTED
+def test_a_first_value_sets_the_status_in_the_same_three_statements(python_job):
+    run = scheduled_run(python_job)
+    assert KPI.objects.get(pk=python_job.kpi_id).last_health == ""
+
+    with statements(3, transactions=1) as sent:
+        assert run_execute(run_id=run.pk).state == RunState.SUCCEEDED
+
+    assert "UPDATE kpis_kpi SET last_health" in sent[-1]
+    assert KPI.objects.get(pk=python_job.kpi_id).last_health == "healthy"
+    assert not Alert.objects.exists()  # a first value that is healthy is no change
 
 
 @pytest.mark.postgres
@@ -270,3 +293,41 @@ def test_a_late_run_for_an_older_moment_does_not_change_the_status(python_job, c
 
     assert KPI.objects.get(pk=kpi.pk).last_health == "critical"
     assert Alert.objects.filter(kind="kpi_status").count() == 1
+
+
+@pytest.mark.django_db
+def test_a_late_run_is_judged_on_the_latest_value_with_the_thresholds_of_now(python_job, constant):
+    # The latest value was healthy when written; the thresholds changed since. A late run
+    # for an older moment judges the status again, on the latest value, as any write does.
+    kpi = python_job.kpi
+    measurement_record(kpi=kpi, as_of=timezone.now(), value=1.0, origin=Origin.API)
+    kpi_status_check(kpi=kpi)
+    assert KPI.objects.get(pk=kpi.pk).last_health == "healthy"
+    KPI.objects.filter(pk=kpi.pk).update(
+        direction="higher", warning_threshold=10, critical_threshold=5
+    )
+    run = scheduled_run(python_job, now=timezone.now() - dt.timedelta(hours=1))
+
+    assert run_execute(run_id=run.pk).state == RunState.SUCCEEDED  # 12: healthy, but older
+
+    assert KPI.objects.get(pk=kpi.pk).last_health == "critical"
+    (alert,) = Alert.objects.filter(kind="kpi_status")
+    assert (alert.from_status, alert.to_status, alert.value) == ("healthy", "critical", 1.0)
+
+
+@pytest.mark.django_db
+def test_a_value_written_again_for_the_same_moment_is_judged_on_its_new_value(python_job, constant):
+    KPI.objects.filter(pk=python_job.kpi_id).update(
+        direction="higher", warning_threshold=10, critical_threshold=5
+    )
+    run = scheduled_run(python_job)
+    assert run_execute(run_id=run.pk).state == RunState.SUCCEEDED  # 12: healthy
+    # The same moment again (a run reset by hand and run again), now critical.
+    Run.objects.filter(pk=run.pk).update(state=RunState.QUEUED)
+    constant["now"] = 1.0
+
+    assert run_execute(run_id=run.pk).state == RunState.SUCCEEDED
+
+    assert Measurement.objects.get(kpi=python_job.kpi).value == 1.0
+    assert KPI.objects.get(pk=python_job.kpi_id).last_health == "critical"
+    assert Alert.objects.filter(kind="kpi_status", to_status="critical").count() == 1

@@ -281,3 +281,89 @@ def test_a_forked_child_leaves_the_parents_connection_alone(source):
 
     assert os.waitstatus_to_exitcode(status) == 0
     assert _pid(source) == first
+
+
+# How a run uses its pooled connection: three round trips (begin, the query, the end), in
+# autocommit mode with the transaction begun and ended by the run itself, and the connection
+# back in the pool outside any transaction.
+
+
+class _Counting(psycopg2.extensions.cursor):
+    sent: list[str] = []
+
+    def execute(self, query: Any, vars: Any = None) -> Any:  # noqa: A002  (psycopg2's name)
+        type(self).sent.append(str(query))
+        return super().execute(query, vars)
+
+
+@pytest.fixture
+def sent(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The statements (one round trip each) sent on the pooled connections opened from now."""
+    opened = sources._open
+    sent: list[str] = []
+    monkeypatch.setattr(_Counting, "sent", sent)
+
+    def counting(url: str, timeout: float) -> Any:
+        connection = opened(url, timeout)
+        connection.cursor_factory = _Counting
+        return connection
+
+    monkeypatch.setattr(sources, "_open", counting)
+    return sent
+
+
+def test_a_run_on_a_pooled_connection_is_three_round_trips(source, sent):
+    _pid(source)  # opens the connection and checks the whole role
+    sent.clear()
+
+    assert run_sql(source, "SELECT 41 + 1", 5) == 42
+
+    begin, query, end = sent
+    assert begin.startswith("BEGIN READ ONLY; SET LOCAL statement_timeout = %s; ")
+    assert "SELECT 41 + 1" in query
+    assert end == "SELECT pg_advisory_unlock_all(); ROLLBACK"
+
+
+def _server_state(admin_url: str, pid: int) -> tuple[str, int]:
+    with closing(psycopg2.connect(admin_url)) as raw, raw.cursor() as cursor:
+        cursor.execute(
+            "SELECT a.state, (SELECT count(*) FROM pg_locks l WHERE l.pid = a.pid) "
+            "FROM pg_stat_activity a WHERE a.pid = %s",
+            [pid],
+        )
+        return cursor.fetchone()
+
+
+def test_a_pooled_connection_waits_outside_any_transaction_and_holds_no_lock(pg_admin_url, source):
+    key = uuid.uuid4().int % 2**31
+    pid = int(run_sql(source, f"SELECT pg_backend_pid() * pg_try_advisory_lock({key})::int", 5))
+
+    # Not "idle in transaction": the run's transaction was rolled back; no lock of any kind.
+    assert _server_state(pg_admin_url, pid) == ("idle", 0)
+    # The next run on it is a new read-only transaction again.
+    assert run_sql(source, "SELECT (current_setting('transaction_read_only') = 'on')::int", 5) == 1
+    assert _pid(source) == pid
+
+
+def test_a_pooled_connection_found_in_a_transaction_is_replaced(pg_admin_url, source):
+    # Never seen (every way back into the pool checks the connection is idle): a guard. A
+    # BEGIN READ ONLY inside an open transaction would only warn, and READ ONLY not apply.
+    first = _pid(source)
+    (pooled,) = sources._pool.values()
+    pooled.connection.cursor().execute("BEGIN")
+
+    assert run_sql(source, "SELECT (current_setting('transaction_read_only') = 'on')::int", 5) == 1
+    assert _gone(pg_admin_url, first)
+    assert _pid(source) != first
+
+
+def test_the_run_does_not_begin_on_a_connection_in_a_transaction(pg_scratch):
+    url, _ = pg_scratch
+    pooled = sources._Pooled(sources._open(url, 5))
+    try:
+        with pooled.connection.cursor() as cursor:
+            cursor.execute("BEGIN")
+            with pytest.raises(SourceError, match="not idle"):
+                sources._begin(pooled, cursor, 5)
+    finally:
+        sources._close(pooled)

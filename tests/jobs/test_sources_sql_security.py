@@ -623,3 +623,34 @@ def test_the_compose_warehouse_creates_the_role_the_command_prints():
         if statement.startswith("CREATE ROLE"):
             statement = statement.split(" PASSWORD ", 1)[0] + " PASSWORD :'reader_password';"
         assert statement in script
+
+
+# The query cannot climb out of the statement that caps its value.
+
+
+@pytest.mark.postgres
+def test_a_query_closing_our_parentheses_to_reach_the_top_level_is_a_syntax_error(pg_scratch):
+    # Two parentheses closed: in the value statement alone it would reach the top level and
+    # add an uncapped value through UNION ALL (it did, tried by hand); the statement sent with
+    # it, where the query is one parenthesis deep, does not parse, so nothing runs.
+    url, _ = pg_scratch
+    source = _stored_source(url)
+    sql = (
+        "SELECT 'a') AS q0(kpi_value) OFFSET 0) AS q UNION ALL "
+        "SELECT repeat('x', 100000), 1 FROM (SELECT * FROM (SELECT 'b'"
+    )
+
+    with pytest.raises(SourceError, match="42601: syntax error"):
+        run_sql(source, sql, 5)
+
+
+@pytest.mark.postgres
+def test_a_query_closing_one_of_our_parentheses_stays_under_the_cap(pg_scratch):
+    # One parenthesis closed: the query reaches into our subquery, and its rows still go
+    # through the cap.
+    url, _ = pg_scratch
+    source = _stored_source(url)
+    sql = "SELECT 'a' AS kpi_value) AS a UNION ALL SELECT repeat('x', 100000) FROM (SELECT 1"
+
+    with pytest.raises(SourceError, match="a value of 100000 bytes, more than the 65536"):
+        run_sql(source, sql, 5)
