@@ -23,10 +23,12 @@ demo: migrate
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py seed_demo
 
 # Web server + Celery worker + beat (KPI jobs run on schedule); Redis when REDIS_URL is set,
-# else a file-system queue under var/celery.
+# else a file-system queue under var/celery. `exec`: devserver is make's own child, so a
+# SIGTERM make forwards reaches it; Ctrl-C, SIGTERM and SIGHUP (a closed terminal) stop the
+# server, the workers and beat (docs/development.md).
 run: demo
 	@echo "BizDevOps on http://$(HOST):$(PORT)/  (log in as pm / demo; admin / demo for /admin/)"
-	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py devserver $(HOST):$(PORT)
+	@DEBUG=$${DEBUG:-1} exec $(BIN)/python manage.py devserver $(HOST):$(PORT)
 
 # ruff, and the layering of docs/architecture.md (import-linter, contracts in pyproject.toml).
 lint: install
@@ -63,6 +65,9 @@ screenshots: install
 # server; default postgres://postgres@127.0.0.1:5432/postgres) and Redis (REDIS_URL, default
 # db 7) for the Celery rows. SCALE=full (10M measurements; tens of minutes) writes
 # docs/benchmarks.md; SCALE=small (1/20 of it, the quick check) writes var/benchmarks-small.md.
+# To iterate on a few rows: `scripts/bench.py --keep --no-celery` keeps its database (and names
+# it); `scripts/bench.py --reuse <dbname> --only board,api` measures again in it without building
+# (writes var/benchmarks-partial.md; `dropdb <dbname>` at the end). `scripts/bench.py --help`.
 SCALE ?= full
 .PHONY: bench
 bench: install

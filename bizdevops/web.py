@@ -1,5 +1,5 @@
 """Glue between pages and services: domain errors become form errors, and friendly error
-pages for 403 / 404."""
+pages for 403 / 404 / 500 (also with DEBUG on, unless DEBUG_PAGES)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,11 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from django import forms
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.core import signals
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.utils.log import log_response
 from django.views.decorators.http import require_http_methods
 
 from bizdevops.errors import DomainError
@@ -56,3 +59,44 @@ def server_error(request: HttpRequest) -> HttpResponse:
     if request.path.startswith("/api/"):
         return _api_error(500, "server_error", "Something went wrong on our side.")
     return render(request, "500.html", status=500)
+
+
+class FriendlyErrorPagesMiddleware:
+    """With DEBUG on (`make run`) Django answers a 404 with its technical page (the URL
+    patterns it tried) and an error with the traceback page. Unless DEBUG_PAGES is set,
+    settings put this middleware in, and it answers with the handlers above instead, as in
+    production. (403 needs nothing: Django always uses handler403.)"""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        # No URL pattern matched: the resolver's 404 became the technical page before any
+        # middleware saw the exception. A view's own 404 responses (resolver_match set) stay.
+        if response.status_code == 404 and request.resolver_match is None:
+            friendly = page_not_found(request)
+            # Django logged "Not Found" for the page it made: not a second time for this one.
+            friendly._has_been_logged = getattr(response, "_has_been_logged", False)  # type: ignore[attr-defined]
+            return friendly
+        return response
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if isinstance(exception, Http404):
+            return page_not_found(request, exception)
+        if isinstance(exception, PermissionDenied):
+            return None
+        # What Django does for an uncaught exception, but the friendly page: the traceback
+        # goes to the log (the console of `make run`), and the test client still re-raises.
+        signals.got_request_exception.send(sender=None, request=request)
+        response = server_error(request)
+        # Logged once, with the traceback (marks the response so the handler does not again).
+        log_response(
+            "%s: %s",
+            response.reason_phrase,
+            request.path,
+            response=response,
+            request=request,
+            exception=exception,
+        )
+        return response
