@@ -14,8 +14,11 @@ from jobs.models import (
     TIMEOUT_MAX_SECONDS,
     TIMEOUT_MIN_SECONDS,
     DataSource,
+    DataSourceKind,
+    RunState,
     ScheduleKind,
     SourceKind,
+    Trigger,
 )
 from jobs.sources import CALCULATIONS
 
@@ -49,7 +52,16 @@ class JobForm(forms.Form):
     sql = forms.CharField(
         required=False,
         label="SQL query",
-        widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false", "class": "mono"}),
+        # data-sql-editor: static/js/sql-editor.js puts a CodeMirror editor over it.
+        widget=forms.Textarea(
+            attrs={
+                "rows": 6,
+                "spellcheck": "false",
+                "class": "mono",
+                "data-sql-editor": "",
+                "placeholder": "SELECT count(*) FROM orders",
+            }
+        ),
         help_text="One SELECT returning exactly one number; it runs read-only.",
     )
     http_path = forms.CharField(
@@ -76,10 +88,39 @@ class JobForm(forms.Form):
         super().__init__(*args, **kwargs)
         if data_sources is not None:
             self.fields["data_source"].queryset = data_sources  # type: ignore[attr-defined]
+            if not self.is_bound and not self.initial.get("data_source"):
+                self._preselect(data_sources)
         self.fields["calculation"].choices = [("", "—")] + [  # type: ignore[attr-defined]
             (c.name, c.label) for c in sorted(CALCULATIONS.values(), key=lambda c: c.label)
         ]
 
+    def _preselect(self, data_sources: QuerySet[DataSource]) -> None:
+        """The only data source is chosen already (or the only database one: SQL is the
+        source a new job starts with)."""
+        choices = list(data_sources.values_list("pk", "kind")[:100])
+        databases = [pk for pk, kind in choices if kind == DataSourceKind.DATABASE]
+        if len(choices) == 1:
+            self.initial["data_source"] = choices[0][0]
+        elif len(databases) == 1:
+            self.initial["data_source"] = databases[0]
+
     @classmethod
     def initial_for(cls, job: Any) -> dict[str, Any]:
         return {name: getattr(job, name) for name in cls.base_fields}
+
+
+ANY = [("", "any")]
+
+
+class RunFilterForm(forms.Form):
+    """The filters of a job's run history (in the URL: ?state=failed&trigger=trial)."""
+
+    state = forms.ChoiceField(required=False, choices=ANY + list(RunState.choices))
+    trigger = forms.ChoiceField(required=False, choices=ANY + list(Trigger.choices))
+
+    def filters(self) -> dict[str, str]:
+        """The valid filters; an unknown value filters nothing (and says so on the form)."""
+        if not self.is_bound:
+            return {}
+        self.is_valid()
+        return {name: self.cleaned_data.get(name) or "" for name in self.fields}

@@ -5,15 +5,22 @@ and runs: `job_get(pk, user)` and `run_get(pk, user)` answer 404 for what the us
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import logging
+import operator
 from typing import TYPE_CHECKING
 
-from django.db.models import OuterRef, Prefetch, QuerySet, Subquery
+from django.core.cache import cache
+from django.db.models import OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.http import Http404
+from django.urls import reverse
+from redis.exceptions import RedisError
 
+from bizdevops import search
 from initiatives.models import FINAL_STATUSES, Initiative, Phase
-from initiatives.selectors import limit_to_visible
-from jobs import permissions, scheduling
-from jobs.models import DataSource, Job, Run
+from initiatives.selectors import limit_to_visible, search_keys
+from jobs import permissions, scheduling, sources
+from jobs.models import DataSource, DataSourceKind, Job, Run
 from kpis.models import KPI, Measurement
 from kpis.selectors import judges_staleness
 
@@ -21,6 +28,8 @@ if TYPE_CHECKING:
     from django.contrib.auth.models import AnonymousUser, User
 
     AnyUser = User | AnonymousUser
+
+log = logging.getLogger(__name__)
 
 RECENT_RUNS = 5
 
@@ -81,6 +90,52 @@ def run_history(job: Job, limit: int = 50) -> list[Run]:
     return list(runs_of(job).select_related("requested_by")[:limit])
 
 
+def runs_filtered(job: Job, *, state: str = "", trigger: str = "") -> QuerySet[Run]:
+    """The runs of a job (fetched through `job_get`), in a state and of a trigger when given;
+    cursor pages walk them by `-scheduled_for` (one run per job and moment)."""
+    runs = runs_of(job)
+    if state:
+        runs = runs.filter(state=state)
+    if trigger:
+        runs = runs.filter(trigger=trigger)
+    return runs
+
+
+def database_sources_visible_to(user: AnyUser) -> QuerySet[DataSource]:
+    return data_sources_visible_to(user).filter(kind=DataSourceKind.DATABASE)
+
+
+# The schema browser reads a data source's catalogue at most once per few minutes (per data
+# source and URL): the job form asks on every change of the data source select.
+SCHEMA_CACHE_SECONDS = 300
+SCHEMA_TIMEOUT_SECONDS = 10
+
+
+def data_source_schema(*, kpi: KPI, source_id: int | str, user: AnyUser) -> sources.Schema:
+    """The tables and columns of a database data source, for the job form of a KPI (fetched
+    through `kpi_get`): only for who may edit that KPI's job (PermissionDenied otherwise);
+    the data source through its door (404). SourceError when it cannot be read."""
+    permissions.can_operate.check(user, kpi.initiative)
+    try:
+        source = database_sources_visible_to(user).get(pk=int(source_id))
+    except (DataSource.DoesNotExist, ValueError, TypeError):
+        raise Http404("No such database data source.") from None
+    key = f"jobs:schema:{source.pk}:{sources.url_version(source)}"
+    try:
+        cached = cache.get(key)
+    except RedisError as error:  # the cache is a convenience: read the source itself
+        log.warning("Schema cache not answering (%s).", error)
+        cached = None
+    if isinstance(cached, sources.Schema):
+        return cached
+    schema = sources.read_schema(source, timeout=SCHEMA_TIMEOUT_SECONDS)
+    try:
+        cache.set(key, schema, SCHEMA_CACHE_SECONDS)
+    except RedisError as error:
+        log.warning("Schema cache not answering (%s).", error)
+    return schema
+
+
 def _kpis_with_jobs() -> QuerySet[KPI]:
     """KPIs with their job, the job's recent runs and the latest value, in a fixed number of
     queries whatever the number of KPIs or runs."""
@@ -127,3 +182,39 @@ class _JobSchedule:
 
 
 judges_staleness(_JobSchedule())
+
+
+# The global search (bizdevops/search.py, docs/search.md) ---------------------------------------
+
+
+@search.provider("jobs", label="Jobs", order=30)
+def search_jobs(query: str, user: AnyUser, limit: int) -> search.Found:
+    """Visible jobs whose KPI name, named calculation or data source holds every word of the
+    query (or of an initiative whose key is in it), in one query."""
+    keys, words = search_keys(search.terms(query))
+    matched = Q(kpi__initiative_id__in=keys)
+    if words:
+        matched |= functools.reduce(
+            operator.and_,
+            (
+                Q(kpi__name__icontains=w)
+                | Q(calculation__icontains=w)
+                | Q(data_source__name__icontains=w)
+                for w in words
+            ),
+        )
+    rows = list(
+        jobs_visible_to(user)
+        .filter(matched)
+        .order_by("kpi__initiative_id", "kpi__name")[: limit + 1]
+    )
+    hits = [
+        search.Hit(
+            title=f"Job for {job.kpi.name}",
+            url=reverse("job-detail", args=[job.pk]),
+            detail=f"{job.kpi.initiative.key} {job.kpi.initiative.title} · "
+            + ("enabled" if job.enabled else "disabled"),
+        )
+        for job in rows[:limit]
+    ]
+    return search.Found(hits, more=len(rows) > limit)
