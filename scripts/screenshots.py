@@ -1,4 +1,5 @@
-"""Screenshots of the main pages for the docs (`make screenshots`).
+"""Screenshots of the main pages for the README (`make screenshots`): at desktop width
+(1366 x 900) and phone width (390 x 844), in the light theme, and two in the dark one.
 
 Migrates and seeds a fresh SQLite database in a temporary folder, starts `manage.py runserver`
 on a free port, signs in as the demo program manager and saves PNGs to docs/img/. Needs the
@@ -20,6 +21,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
@@ -120,52 +122,94 @@ def login(page: Page) -> None:
     expect(page.locator(".topnav .username")).to_contain_text(USERNAME)
 
 
-def shoot(browser: Browser, base_url: str) -> list[Path]:
-    saved: list[Path] = []
-    desktop = browser.new_context(base_url=base_url, viewport={"width": 1280, "height": 900})
-    desktop.set_default_timeout(TIMEOUT_MS)
-    page = desktop.new_page()
+DESKTOP = {"width": 1366, "height": 900}
+PHONE = {"width": 390, "height": 844}
+
+
+def _context(browser: Browser, base_url: str, phone: bool = False, dark: bool = False) -> Page:
+    options: dict[str, Any] = {"viewport": DESKTOP}
+    if phone:
+        options = {
+            "viewport": PHONE,
+            "device_scale_factor": 2,
+            "is_mobile": True,
+            "has_touch": True,
+        }
+    context = browser.new_context(
+        base_url=base_url, color_scheme="dark" if dark else "light", **options
+    )
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
     login(page)
+    return page
 
+
+def _initiative_url(page: Page) -> str:
     page.goto("/board/")
-    expect(page.locator("#board article[data-key]").first).to_be_visible()
-    saved.append(OUT / "board.png")
-    page.screenshot(path=saved[-1], full_page=True)
+    link = page.get_by_role("link", name=INITIATIVE)
+    expect(link).to_be_visible()
+    return str(link.get_attribute("href"))
 
-    page.get_by_role("link", name=INITIATIVE).click()
-    expect(page.get_by_role("heading", level=1)).to_have_text(INITIATIVE)
-    expect(page.locator("#gate-panel li.criterion.unmet")).to_have_count(0)
-    saved.append(OUT / "initiative.png")
-    page.screenshot(path=saved[-1], full_page=True)
-    saved.append(OUT / "gate-panel.png")
-    page.locator("#gate-panel").screenshot(path=saved[-1])
 
-    page.goto("/ops/")
-    expect(page.locator(".ops-initiative").first).to_be_visible()
-    saved.append(OUT / "ops.png")
-    page.screenshot(path=saved[-1], full_page=True)
-
+def _kpis(page: Page) -> None:
     page.goto("/initiatives/BDO-1/dashboard/?range=30d")
     expect(page.locator("[data-chart] canvas").first).to_be_visible()
-    saved.append(OUT / "kpi-dashboard.png")
-    page.screenshot(path=saved[-1], full_page=True)
-    desktop.close()
 
-    phone = browser.new_context(
-        base_url=base_url,
-        viewport={"width": 390, "height": 844},
-        device_scale_factor=2,
-        is_mobile=True,
-        has_touch=True,
-    )
-    phone.set_default_timeout(TIMEOUT_MS)
-    page = phone.new_page()
-    login(page)
+
+def shoot(browser: Browser, base_url: str) -> list[Path]:
+    saved: list[Path] = []
+
+    def save(page: Page, name: str, full_page: bool = True) -> None:
+        saved.append(OUT / name)
+        page.screenshot(path=saved[-1], full_page=full_page)
+
+    # Desktop, 1366 x 900, light.
+    page = _context(browser, base_url)
+    initiative = _initiative_url(page)
+    save(page, "board.png")
+    page.goto(initiative)
+    expect(page.get_by_role("heading", level=1)).to_have_text(INITIATIVE)
+    expect(page.locator("#gate-panel li.criterion.unmet")).to_have_count(0)
+    save(page, "initiative.png")
+    saved.append(OUT / "gate-panel.png")
+    page.locator("#gate-panel").screenshot(path=saved[-1])
+    page.goto("/ops/")
+    expect(page.locator(".ops-initiative").first).to_be_visible()
+    save(page, "ops.png")
+    _kpis(page)
+    save(page, "kpi-dashboard.png")
+    page.context.close()
+
+    # Phone, 390 x 844 (at twice the pixels), light: what fits on the first screen.
+    page = _context(browser, base_url, phone=True)
     page.goto("/board/")
     expect(page.locator("#board article[data-key]").first).to_be_visible()
-    saved.append(OUT / "phone-board.png")
-    page.screenshot(path=saved[-1])
-    phone.close()
+    save(page, "phone-board.png", full_page=False)
+    page.get_by_role("button", name="Menu").click()
+    expect(page.locator("#nav-menu")).to_be_visible()
+    page.evaluate("window.scrollTo(0, 0)")
+    save(page, "phone-menu.png", full_page=False)
+    page.goto(initiative)
+    expect(page.get_by_role("heading", level=1)).to_have_text(INITIATIVE)
+    save(page, "phone-initiative.png", full_page=False)
+    _kpis(page)
+    page.locator(".kpi-section").first.scroll_into_view_if_needed()
+    save(page, "phone-kpi-dashboard.png", full_page=False)
+    page.goto("/ops/")
+    expect(page.locator(".ops-initiative").first).to_be_visible()
+    save(page, "phone-ops.png", full_page=False)
+    page.context.close()
+
+    # The dark theme (prefers-color-scheme: dark), desktop and phone.
+    page = _context(browser, base_url, dark=True)
+    _kpis(page)
+    save(page, "dark-kpi-dashboard.png")
+    page.context.close()
+    page = _context(browser, base_url, phone=True, dark=True)
+    page.goto("/board/")
+    expect(page.locator("#board article[data-key]").first).to_be_visible()
+    save(page, "dark-phone-board.png", full_page=False)
+    page.context.close()
     return saved
 
 
