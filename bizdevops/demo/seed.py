@@ -4,9 +4,10 @@ built through the same services a user would use."""
 from __future__ import annotations
 
 import datetime as dt
-import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, cast
 
 from django.contrib.auth import get_user_model
@@ -57,6 +58,10 @@ class Demo:
     more_kpis: list[dict[str, Any]] = field(default_factory=list)
     accountable: str = "pm"
     handover_to: str | None = None
+    # Per KPI name: the value as of a moment (drawn with the given generator), pushed hourly
+    # for the last HISTORY_DAYS days when the KPI is defined. For KPIs with a job, the model
+    # of the job's own query (`warehouse.history`), so the jobs go on in the same band.
+    history: dict[str, Callable[[dt.datetime, random.Random], float]] = field(default_factory=dict)
 
 
 DEMOS = [
@@ -93,6 +98,10 @@ DEMOS = [
         jobs={
             "Fraud caught": warehouse.FRAUD_CAUGHT_SQL,
             "False alarms": warehouse.FALSE_ALARM_SQL,
+        },
+        history={
+            "Fraud caught": partial(warehouse.history, warehouse.FRAUD_CAUGHT_SQL),
+            "False alarms": partial(warehouse.history, warehouse.FALSE_ALARM_SQL),
         },
         more_kpis=[
             {
@@ -133,6 +142,8 @@ DEMOS = [
             (2, "Added support ticket features.", ""),
         ],
         jobs={"Monthly churn rate": warehouse.CHURN_SQL},
+        # Measured by the data team from the warehouse while the model is built.
+        history={"Monthly churn rate": partial(warehouse.history, warehouse.CHURN_SQL)},
     ),
     Demo(
         "Predictive maintenance on the shop floor",
@@ -151,9 +162,10 @@ DEMOS = [
             "name": "Unplanned downtime",
             "unit": "h",
             "direction": "lower",
-            "target": 15,
-            "warning_threshold": 25,
-            "critical_threshold": 35,
+            "target": 2,
+            "warning_threshold": 3,
+            "critical_threshold": 4,
+            "description": "Hours of unplanned stops of the line's machines in the last 24 hours.",
         },
         [
             (60, "Isolation forest on vibration data.", "Too many false warnings at night shift."),
@@ -162,6 +174,7 @@ DEMOS = [
         accountable="pm2",
         handover_to="pm",
         jobs={"Unplanned downtime": warehouse.DOWNTIME_SQL},
+        history={"Unplanned downtime": partial(warehouse.history, warehouse.DOWNTIME_SQL)},
     ),
     Demo(
         "Credit-risk scoring for small businesses",
@@ -177,7 +190,17 @@ DEMOS = [
             "data_feasibility": "Account history in the core banking system; bureau data via "
             "the existing contract.",
         },
-        {"name": "Decision time", "unit": "h", "direction": "lower", "target": 8},
+        {
+            "name": "Decision time",
+            "unit": "h",
+            "direction": "lower",
+            "target": 8,
+            "warning_threshold": 24,
+            "critical_threshold": 48,
+            "description": "Hours from application to credit decision; today the manual "
+            "process, the baseline the initiative is to beat.",
+        },
+        history={"Decision time": lambda moment, rng: max(60.0, rng.gauss(118, 8))},
     ),
     Demo(
         "Next-best-offer recommendations",
@@ -242,6 +265,7 @@ DEMOS = [
         [(200, "Bayesian MMM with adstock.", "Plausible; use it for the 2025 plan.")],
         accountable="pm2",
         jobs={"Return on ad spend": "SELECT 3.4"},
+        history={"Return on ad spend": lambda moment, rng: rng.gauss(3.4, 0.05)},
     ),
 ]
 
@@ -314,22 +338,21 @@ def _register_jobs(initiative: Initiative, demo: Demo, users: dict[str, Any]) ->
 HISTORY_DAYS = 30
 
 
-def _history(initiative: Initiative, engineer: Any) -> None:
-    """Hourly values for the last weeks, pushed like a data platform would (origin: API), so
-    the trend charts have something to show before the jobs have run for long."""
-    now = timezone.now().replace(minute=0, second=0, microsecond=0)
+def _history(initiative: Initiative, demo: Demo, admin: Any) -> None:
+    """Hourly values for the last weeks up to this minute, pushed like a data platform would
+    (origin: API), so that the dashboards and trend charts have something to show before the
+    jobs have run for long."""
+    now = timezone.now().replace(second=0, microsecond=0)
+    hour = now.replace(minute=0)
     for kpi in initiative.kpis.all():
+        model = demo.history.get(kpi.name)
+        if model is None:
+            continue
         rng = random.Random(kpi.name)  # noqa: S311  (demo data, not security)
-        base = kpi.target if kpi.target is not None else 50.0
-        drift = -0.08 if kpi.direction == "higher" else 0.08
-        items = []
-        for hours_ago in range(HISTORY_DAYS * 24, 0, -1):
-            wave = math.sin(hours_ago / 24 * 2 * math.pi) * base * 0.04
-            value = base * (1 + drift * (hours_ago / (HISTORY_DAYS * 24))) + wave
-            items.append(
-                (now - dt.timedelta(hours=hours_ago), round(value + rng.gauss(0, base * 0.02), 3))
-            )
-        kpi_services.measurements_push(kpi=kpi, user=engineer, items=items)
+        moments = [hour - dt.timedelta(hours=h) for h in range(HISTORY_DAYS * 24, 0, -1)]
+        moments += [hour] if hour == now else [hour, now]
+        items = [(moment, round(model(moment, rng), 3)) for moment in moments]
+        kpi_services.measurements_push(kpi=kpi, user=admin, items=items)
 
 
 def _warehouse(admin: Any, log: list[str]) -> None:
@@ -370,6 +393,7 @@ def _build(demo: Demo, users: dict[str, Any], unit: BusinessUnit) -> Initiative:
         initiative.refresh_from_db()
     for kpi in [demo.kpi, *demo.more_kpis] if demo.kpi else []:
         kpi_services.kpi_define(initiative=initiative, user=pm, **kpi)
+    _history(initiative, demo, users["admin"])
     if demo.target == "biz":
         return initiative
     services.member_add(
@@ -422,8 +446,6 @@ def _build(demo: Demo, users: dict[str, Any], unit: BusinessUnit) -> Initiative:
         note="Results reviewed with the team leads.",
     )
     initiative = _decide(initiative, Decision.GO, "The business accepted the results.", pm)
-    if demo.target == "ops":
-        _history(initiative, users["engineer"])
     if demo.target == "ops-hold":
         return _decide(initiative, Decision.HOLD, "Sensor gateway replacement this month.", pm)
     if demo.target == "retired":

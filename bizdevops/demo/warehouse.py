@@ -5,6 +5,7 @@ the KPIs computed from it move while a user watches (`make run` schedules it eve
 from __future__ import annotations
 
 import datetime as dt
+import math
 import random
 import sqlite3
 from contextlib import closing
@@ -58,19 +59,35 @@ def url() -> str:
     return f"sqlite:///{path().resolve()}"
 
 
+# What the rows are drawn from, shared with `history` (the demo's seeded KPI histories), so
+# that the values the jobs compute lie in the band the history shows: no jump to another
+# status when the jobs start.
+CARDS_PER_MINUTE = (30, 60)
+FRAUD_SHARE = 0.04
+FALSE_FLAG_SHARE = 0.003  # of the legitimate payments: about 9 % of the flagged ones
+EVENTS_PER_MINUTE = (1, 4)
+CHURN_SHARE = 0.0075
+MACHINES = 6
+STOP_CHANCE = 0.0012  # per machine and minute: about 1.7 hours of stops a day
+
+
+def catch_rate(moment: dt.datetime) -> float:
+    """Fraud detection slowly improves during the day (UTC): 76 % at midnight, 86 % late."""
+    return 0.76 + 0.10 * (moment.astimezone(dt.UTC).hour / 23)
+
+
 def _rows_for_minute(minute: dt.datetime) -> tuple[list[tuple], list[tuple], list[tuple]]:
     rng = random.Random(int(minute.timestamp()))  # noqa: S311  (demo data, not security)
     ts = minute.strftime(TS_FORMAT)
-    # Fraud detection slowly improves during the day; a few false alarms.
-    catch_rate = 0.72 + 0.15 * (minute.hour / 23)
+    catch = catch_rate(minute)
     cards = []
-    for _ in range(rng.randint(3, 8)):
-        fraud = rng.random() < 0.04
-        flagged = rng.random() < (catch_rate if fraud else 0.012)
+    for _ in range(rng.randint(*CARDS_PER_MINUTE)):
+        fraud = rng.random() < FRAUD_SHARE
+        flagged = rng.random() < (catch if fraud else FALSE_FLAG_SHARE)
         cards.append((ts, round(rng.uniform(3, 900), 2), int(fraud), int(flagged)))
     events = [
-        (ts, rng.randint(1, 50_000), "churned" if rng.random() < 0.009 else "active")
-        for _ in range(rng.randint(1, 4))
+        (ts, rng.randint(1, 50_000), "churned" if rng.random() < CHURN_SHARE else "active")
+        for _ in range(rng.randint(*EVENTS_PER_MINUTE))
     ]
     sensors = [
         (
@@ -78,11 +95,42 @@ def _rows_for_minute(minute: dt.datetime) -> tuple[list[tuple], list[tuple], lis
             f"CNC-{machine:02d}",
             round(rng.gauss(3.0, 0.6), 3),
             round(rng.gauss(61, 4), 2),
-            int(rng.random() < 0.002),
+            int(rng.random() < STOP_CHANCE),
         )
-        for machine in range(1, 7)
+        for machine in range(1, MACHINES + 1)
     ]
     return cards, events, sensors
+
+
+def _binomial(rng: random.Random, n: int, p: float) -> int:
+    # The normal approximation (n is in the thousands here): Python 3.11 has no binomialvariate.
+    draw = round(rng.gauss(n * p, math.sqrt(max(n * p * (1 - p), 1e-9))))
+    return min(max(draw, 0), n)
+
+
+def _mean(bounds: tuple[int, int]) -> float:
+    return (bounds[0] + bounds[1]) / 2
+
+
+def history(metric: str, moment: dt.datetime, rng: random.Random) -> float:
+    """A value the job of `metric` (FRAUD_CAUGHT_SQL, ...) would have computed at `moment`,
+    drawn from the same rates as the rows (without writing a month of rows): the seeded
+    history of the demo's KPIs."""
+    if metric in (FRAUD_CAUGHT_SQL, FALSE_ALARM_SQL):
+        cards = round(61 * _mean(CARDS_PER_MINUTE))  # the 60-minute window holds 61 minutes
+        frauds = max(1, _binomial(rng, cards, FRAUD_SHARE))
+        caught = _binomial(rng, frauds, catch_rate(moment - dt.timedelta(minutes=30)))
+        if metric == FRAUD_CAUGHT_SQL:
+            return 100.0 * caught / frauds
+        false_flags = _binomial(rng, cards - frauds, FALSE_FLAG_SHARE)
+        return 100.0 * false_flags / max(1, false_flags + caught)
+    day = 24 * 60 + 1
+    if metric == CHURN_SQL:
+        events = round(day * _mean(EVENTS_PER_MINUTE))
+        return 100.0 * _binomial(rng, events, CHURN_SHARE) / events
+    if metric == DOWNTIME_SQL:
+        return _binomial(rng, day * MACHINES, STOP_CHANCE) / 6.0
+    raise ValueError(f"No history model for {metric!r}.")
 
 
 def tick(now: dt.datetime | None = None) -> int:

@@ -90,13 +90,16 @@ def test_stakeholder_follows_the_dashboard_switches_the_range_and_downloads_csv(
     initiative = kpi.initiative
     login(page, "stakeholder", "pw")
 
-    # The KPI menu leads a stakeholder of one unit straight to that unit's dashboard.
+    # The KPI menu leads to the portfolio KPI overview (#13), which links the unit
+    # dashboards; a stakeholder of one unit goes straight to that unit's dashboard.
     page.locator(".topnav").get_by_role("link", name="KPIs").click()
+    expect(page).to_have_url(re.compile(r"/kpis/$"))
+    page.get_by_role("link", name="Unit dashboards").click()
     expect(page).to_have_url(re.compile(rf"/dashboards/units/{initiative.business_unit_id}/$"))
     expect(page.get_by_role("heading", level=1)).to_have_text("Fraud: KPIs")
     tile = page.locator(f'.tile[data-kpi="{kpi.pk}"]')
     expect(tile).to_have_attribute("data-health", "warning")
-    expect(tile.locator(".tile-value")).to_contain_text("70.00")
+    expect(tile.locator(".tile-value")).to_contain_text("70.0")  # % KPIs: one decimal
     expect(tile.locator(".health-badge")).to_have_text("Warning")
 
     page.get_by_role("link", name=f"{initiative.key} {initiative.title}").click()
