@@ -6,6 +6,8 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from bizdevops.api import TokenView
+from bizdevops.preferences import MeView
+from bizdevops.search_api import SearchAPI
 from initiatives import api as initiatives
 from jobs import api as jobs
 from kpis import api as kpis
@@ -22,6 +24,7 @@ redoc = csp_update({"style-src": [UNSAFE_INLINE], "worker-src": ["blob:"]})(
 
 v1 = [
     path("auth/token/", TokenView.as_view(), name="api-token"),
+    path("me/", MeView.as_view(), name="api-me"),
     path("business-units/", initiatives.BusinessUnitList.as_view(), name="api-business-units"),
     path("initiatives/", initiatives.InitiativeList.as_view(), name="api-initiatives"),
     path(f"{KEY}/", initiatives.InitiativeDetail.as_view(), name="api-initiative"),
@@ -46,6 +49,7 @@ v1 = [
     path("jobs/<int:pk>/run/", jobs.JobRun.as_view(), name="api-job-run"),
     path("jobs/<int:pk>/runs/", jobs.JobRuns.as_view(), name="api-job-runs"),
     path("runs/<int:pk>/", jobs.RunDetail.as_view(), name="api-run-detail"),
+    path("search/", SearchAPI.as_view(), name="api-search"),
 ]
 
 urlpatterns = [

@@ -4,8 +4,19 @@ from typing import Any
 
 from django.http import HttpRequest
 
-from bizdevops.roles import is_admin, role_names
+from bizdevops.roles import Role, is_admin, role_names
 from initiatives.permissions import can_create_initiative
+
+# The roles that build against the API (jobs, pushed measurements): the nav links its docs.
+API_DOCS_ROLES = frozenset({Role.DATA_ENGINEER.value, Role.DEVOPS_ENGINEER.value})
+
+
+def sees_api_docs(user: Any) -> bool:
+    """Admins (superusers and staff) and the engineers get a link to the API docs; the docs
+    page itself is not restricted by it."""
+    return bool(
+        is_admin(user) or getattr(user, "is_staff", False) or role_names(user) & API_DOCS_ROLES
+    )
 
 
 def navigation(request: HttpRequest) -> dict[str, Any]:
@@ -23,10 +34,14 @@ def navigation(request: HttpRequest) -> dict[str, Any]:
         "ops": "ops",
         "dashboards": "dashboards",
         "alerts": "alerts",
+        "search": "search",
         "unit-dashboard": "dashboards",
     }
     return {
         "can_create_initiative": can_create_initiative(user),
         "user_roles": roles,
+        "show_api_docs": sees_api_docs(user),
+        # The search box keeps what was searched for on the results page.
+        "search_q": request.GET.get("q", "") if match and match.url_name == "search" else "",
         "nav": names.get(match.url_name if match else "", ""),
     }

@@ -10,12 +10,14 @@ from csp.constants import NONCE, NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = BASE_DIR / "var"
 
 env = environ.Env()
 # A developer's `.env` file; production sets real environment variables instead.
 if (BASE_DIR / ".env").is_file():
     env.read_env(str(BASE_DIR / ".env"))
+# Where the embedded defaults keep their files (SQLite database, file-system queue, beat
+# schedule, worker logs, demo warehouse); the `make run` test points it at a temporary folder.
+VAR_DIR: Path = Path(env.str("VAR_DIR", default=str(BASE_DIR / "var")))
 
 DEBUG: bool = env.bool("DEBUG", default=False)
 
@@ -67,6 +69,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # The user's time zone (a Preference), read once per session.
+    "bizdevops.middleware.TimeZoneMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -74,6 +78,15 @@ MIDDLEWARE = [
     # Last (django-axes): turns a locked-out login into the lockout page.
     "axes.middleware.AxesMiddleware",
 ]
+
+# DEBUG_PAGES=1 (with DEBUG): Django's technical 404 and traceback pages. Otherwise the
+# friendly 404 / 500 pages, as in production, also under `make run` (bizdevops/web.py).
+DEBUG_PAGES: bool = DEBUG and env.bool("DEBUG_PAGES", default=False)
+if DEBUG and not DEBUG_PAGES:
+    MIDDLEWARE.insert(
+        MIDDLEWARE.index("bizdevops.middleware.DomainErrorMiddleware"),
+        "bizdevops.web.FriendlyErrorPagesMiddleware",
+    )
 
 ROOT_URLCONF = "bizdevops.urls"
 WSGI_APPLICATION = "bizdevops.wsgi.application"
@@ -122,7 +135,8 @@ AUTH_PASSWORD_VALIDATORS = [
 # django-axes first: it refuses a locked-out username or client before the password is checked.
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
-    "django.contrib.auth.backends.ModelBackend",
+    # The model backend, selecting each request's user with their preference (time zone).
+    "bizdevops.backends.PreferenceBackend",
 ]
 # Login throttling (HTML login, admin login and POST /api/v1/auth/token/), counted in the
 # database: after AXES_FAILURE_LIMIT failures the username is locked out (whatever the client:
@@ -207,7 +221,10 @@ CONTENT_SECURITY_POLICY = {
 # Celery: Redis when REDIS_URL is set; otherwise kombu's filesystem transport under var/,
 # so `make run` needs no server.
 REDIS_URL: str = env.str("REDIS_URL", default="")
-CELERY_BROKER_URL: str = env.str("CELERY_BROKER_URL", default=REDIS_URL or "filesystem://")
+# The host in the file-system URL only keeps kombu from warning that none was given.
+CELERY_BROKER_URL: str = env.str(
+    "CELERY_BROKER_URL", default=REDIS_URL or "filesystem://localhost/"
+)
 # The cache holds the API throttle counters: in Redis when REDIS_URL is set, so that every web
 # process counts against one budget; otherwise in this process's memory, which is enough for
 # the embedded default (one web process). Several web processes need REDIS_URL.
@@ -338,7 +355,14 @@ WEBHOOK_SOFT_TIME_LIMIT: float = env.float(
     "WEBHOOK_SOFT_TIME_LIMIT", default=WEBHOOK_TIMEOUT_SECONDS + 10
 )
 WEBHOOK_TIME_LIMIT: float = env.float("WEBHOOK_TIME_LIMIT", default=WEBHOOK_TIMEOUT_SECONDS + 30)
-SITE_URL: str = env.str("SITE_URL", default="http://127.0.0.1:8000")
+# The address links in e-mails (alerts, requests to engineers) point to. Default: what
+# `make run` prints, http://HOST:PORT, with its HOST and PORT (make puts them in the
+# environment when given on its command line: `make run PORT=8001`), else its defaults.
+SITE_URL: str = env.str(
+    "SITE_URL",
+    default=f"http://{env.str('HOST', default='') or '127.0.0.1'}:"
+    f"{env.str('PORT', default='') or '8000'}",
+)
 # The demo warehouse (a SQLite file built by seed_demo; refreshed every minute with DEBUG on).
 DEMO_WAREHOUSE_PATH = env.path("DEMO_WAREHOUSE_PATH", default=VAR_DIR / "warehouse.sqlite3")
 # Input bounds: how deep a JSON document (API body, fetched source) may nest; the largest
@@ -431,4 +455,8 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    # Django's own console handler (DEBUG only) would print every `django.*` line a second
+    # time beside the root's ("Watching for file changes" twice): `django` logs through the
+    # root alone (no ADMINS are set, so Django's mail_admins handler sent nothing).
+    "loggers": {"django": {"handlers": [], "level": "INFO", "propagate": True}},
 }

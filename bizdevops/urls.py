@@ -3,7 +3,9 @@ from __future__ import annotations
 from django.contrib import admin
 from django.urls import include, path
 
+from bizdevops import preferences
 from bizdevops.api import healthz
+from bizdevops.search import search_page
 
 admin.site.site_header = "BizDevOps administration"
 admin.site.site_title = "BizDevOps admin"
@@ -13,6 +15,8 @@ urlpatterns = [
     path("accounts/", include("django.contrib.auth.urls")),
     path("api/", include("bizdevops.api_urls")),
     path("healthz", healthz, name="healthz"),
+    path("search/", search_page, name="search"),
+    path("preferences/", preferences.preferences, name="preferences"),
     path("", include("initiatives.urls")),
     path("", include("phases.urls")),
     path("", include("kpis.urls")),

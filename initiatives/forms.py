@@ -5,6 +5,7 @@ from typing import Any
 from django import forms
 from django.contrib.auth import get_user_model
 from django.db.models import QuerySet
+from django.forms.models import ModelChoiceIterator
 from django.utils import timezone
 
 from bizdevops.roles import Role
@@ -14,8 +15,10 @@ from initiatives.models import (
     TIMEBOX_MIN_WEEKS,
     BusinessUnit,
     Initiative,
+    Phase,
     TeamRole,
 )
+from initiatives.people import ambiguous_names, person_name
 
 STORY_WIDGET = forms.Textarea(attrs={"rows": 4})
 
@@ -30,9 +33,33 @@ def people_with(*roles: Role) -> QuerySet[Any]:
 
 
 class UserChoiceField(forms.ModelChoiceField):
+    """People named as everywhere (`person_name`); the shared names are asked once per
+    rendering of the choices."""
+
+    _ambiguous: frozenset[str] | None = None
+
     def label_from_instance(self, obj: Any) -> str:
-        full = obj.get_full_name()
-        return f"{full} ({obj.get_username()})" if full else obj.get_username()
+        if self._ambiguous is None:
+            self._ambiguous = ambiguous_names()
+        return person_name(obj, self._ambiguous)
+
+
+class _OfferedIterator(ModelChoiceIterator):
+    """The choices a field offers (`field.offered`), which may be fewer than those it
+    accepts (`field.queryset`): a refused person then gets the service's reason, not
+    "Select a valid choice"."""
+
+    def __init__(self, field: Any) -> None:
+        super().__init__(field)
+        if getattr(field, "offered", None) is not None:
+            self.queryset = field.offered
+
+
+class TeamChoiceField(UserChoiceField):
+    """A person for the team; it offers only `offered` (people not on the team yet)."""
+
+    iterator = _OfferedIterator
+    offered: QuerySet[Any] | None = None
 
 
 class InitiativeForm(forms.Form):
@@ -84,18 +111,58 @@ class InitiativeForm(forms.Form):
         }
 
 
+TEAM_ROLES = (
+    Role.DATA_SCIENTIST,
+    Role.DATA_ENGINEER,
+    Role.DEVOPS_ENGINEER,
+    Role.BUSINESS_STAKEHOLDER,
+)
+
+
+def team_candidates(initiative: Initiative | None) -> QuerySet[Any]:
+    """People who may join the team: holding a team role, not on the team yet, not the
+    accountable PM; in Ops no one who could only be a data scientist (they leave in Ops)."""
+    people = people_with(*TEAM_ROLES)
+    if initiative is None:
+        return people
+    roles = list(TEAM_ROLES)
+    if initiative.phase == Phase.OPS:
+        roles.remove(Role.DATA_SCIENTIST)
+        people = people.filter(groups__name__in=[role.value for role in roles])
+    on_team = initiative.memberships.filter(left_at__isnull=True).values("user_id")
+    return people.exclude(pk__in=on_team).exclude(pk=initiative.accountable_id).distinct()
+
+
 class MemberForm(forms.Form):
-    user = UserChoiceField(
-        queryset=people_with(
-            Role.DATA_SCIENTIST, Role.DATA_ENGINEER, Role.DEVOPS_ENGINEER, Role.BUSINESS_STAKEHOLDER
-        ),
+    user = TeamChoiceField(
+        queryset=people_with(*TEAM_ROLES),
         label="Person",
+        # The anchor the message after creating an initiative links to (views.TEAM_FORM_ANCHOR).
+        widget=forms.Select(attrs={"id": "team-person"}),
+        help_text="People not on the team yet who hold a team role.",
     )
     role = forms.ChoiceField(choices=TeamRole.choices)
 
+    def __init__(self, *args: Any, initiative: Initiative | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        field = self.fields["user"]
+        field.offered = team_candidates(initiative)  # type: ignore[attr-defined]
+        field.widget.choices = field.choices  # type: ignore[attr-defined]
+        if initiative is not None and initiative.phase == Phase.OPS:
+            self.fields["role"].choices = [  # type: ignore[attr-defined]
+                (value, label)
+                for value, label in TeamRole.choices
+                if value != TeamRole.DATA_SCIENTIST
+            ]
+
 
 class HandoverForm(forms.Form):
-    to = UserChoiceField(queryset=people_with(Role.PROGRAM_MANAGER), label="Hand over to")
+    to = UserChoiceField(
+        queryset=people_with(Role.PROGRAM_MANAGER),
+        label="Hand over to",
+        # The "Hand over" button links here: a fragment that names a field focuses it.
+        widget=forms.Select(attrs={"id": "handover-to"}),
+    )
     reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}))
 
     def __init__(self, *args: Any, initiative: Initiative, **kwargs: Any) -> None:

@@ -4,15 +4,34 @@ see, `..._visible_to(user)` lists only what they may see. No view reads these mo
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import math
+import operator
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from django.db.models import Count, F, Func, IntegerField, OuterRef, Q, QuerySet, Subquery
+from django.contrib.postgres.search import SearchQuery, SearchVector
+from django.db import connections
+from django.db.models import (
+    Case,
+    Count,
+    F,
+    Func,
+    IntegerField,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+    When,
+)
 from django.http import Http404
+from django.urls import reverse
 
+from bizdevops import search
 from initiatives import permissions
 from initiatives.models import (
     FINAL_STATUSES,
@@ -22,6 +41,8 @@ from initiatives.models import (
     Iteration,
     Membership,
     Phase,
+    days_left,
+    dev_due,
 )
 
 if TYPE_CHECKING:
@@ -114,24 +135,13 @@ def my_initiatives(user: AnyUser) -> QuerySet[Initiative]:
 
 # Board cards --------------------------------------------------------------------------------
 
-CardDecorator = Callable[[list[Initiative]], None]
-_card_decorators: list[CardDecorator] = []
-
-
-def decorates_cards(decorator: CardDecorator) -> CardDecorator:
-    """Register a function that adds attributes to the initiatives of a board before it is
-    shown (the apps above add, say, each card's KPI health), in one pass for all cards."""
-    if decorator not in _card_decorators:
-        _card_decorators.append(decorator)
-    return decorator
-
-
 BOARD_PAGE = 50
 
 # What a card shows: the long texts of an initiative (and the password hash of its accountable)
-# stay in the database. A card decorator that reads another field would load it card by card:
-# add it here.
-CARD_FIELDS = (
+# stay in the database. A card decorator that needs another field of the initiative: add it
+# here (and to `Card`).
+CARD_FIELDS: tuple[str, ...] = (
+    "id",
     "title",
     "phase",
     "status",
@@ -144,6 +154,63 @@ CARD_FIELDS = (
 )
 
 
+class Card:
+    """One board card: the `CARD_FIELDS` of an initiative read as a plain row (`.values()`),
+    not as a model instance with its business unit and accountable (building those was about
+    5 ms of a board of 150 cards), with the model's Dev timebox rules. The card decorators
+    add attributes to it (say, `kpi_health`)."""
+
+    def __init__(self, row: Mapping[str, Any]) -> None:
+        self.pk: int = row["id"]
+        self.title: str = row["title"]
+        self.phase: str = row["phase"]
+        self.status: str = row["status"]
+        self.dev_timebox_weeks: int = row["dev_timebox_weeks"]
+        self.dev_started_at: dt.datetime | None = row["dev_started_at"]
+        self.business_unit_name: str = row["business_unit__name"]
+        self.accountable_username: str = row["accountable__username"]
+        self.accountable_first_name: str = row["accountable__first_name"]
+        self.accountable_last_name: str = row["accountable__last_name"]
+        self.kpi_count: int | None = row.get("kpi_count")
+
+    @property
+    def key(self) -> str:
+        return f"{KEY_PREFIX}{self.pk}"
+
+    @property
+    def dev_due_at(self) -> dt.datetime | None:
+        return dev_due(self.phase, self.status, self.dev_started_at, self.dev_timebox_weeks)
+
+    @property
+    def dev_days_left(self) -> int | None:
+        return days_left(self.dev_due_at)
+
+    @property
+    def accountable_name(self) -> str:
+        """As `accountable.get_full_name() or accountable.get_username()` says it."""
+        full = f"{self.accountable_first_name} {self.accountable_last_name}".strip()
+        return full or self.accountable_username
+
+
+def _cards(initiatives: QuerySet[Initiative]) -> list[Card]:
+    fields = CARD_FIELDS
+    if "kpi_count" in initiatives.query.annotations:
+        fields = (*fields, "kpi_count")
+    return [Card(row) for row in initiatives.values(*fields)]
+
+
+CardDecorator = Callable[[list[Card]], None]
+_card_decorators: list[CardDecorator] = []
+
+
+def decorates_cards(decorator: CardDecorator) -> CardDecorator:
+    """Register a function that adds attributes to the cards of a board before it is shown
+    (the apps above add, say, each card's KPI health), in one pass for all cards."""
+    if decorator not in _card_decorators:
+        _card_decorators.append(decorator)
+    return decorator
+
+
 @dataclass
 class Column:
     """A board column: one page of its cards (`page` counts from 1) and how many there are
@@ -152,7 +219,7 @@ class Column:
     (`shown`)."""
 
     phase: Phase
-    cards: list[Initiative]
+    cards: list[Card]
     total: int
     page: int = 1
     page_size: int = BOARD_PAGE
@@ -180,20 +247,20 @@ class Column:
         return self.page + 1
 
 
-def _decorated(rows: list[Initiative]) -> list[Initiative]:
+def _decorated(cards: list[Card]) -> list[Card]:
     for decorate in _card_decorators:
-        decorate(rows)
-    return rows
+        decorate(cards)
+    return cards
 
 
 def by_phase(initiatives: QuerySet[Initiative]) -> list[Column]:
     """Every card of `initiatives` in one column per phase, in phase order, the cards
     decorated (for short lists: the start page's own initiatives)."""
-    rows = _decorated(list(initiatives.only(*CARD_FIELDS)))
+    cards = _decorated(_cards(initiatives))
     columns = []
     for phase in Phase:
-        cards = [i for i in rows if i.phase == phase]
-        columns.append(Column(phase, cards, total=len(cards), page_size=max(len(cards), 1)))
+        mine = [card for card in cards if card.phase == phase]
+        columns.append(Column(phase, mine, total=len(mine), page_size=max(len(mine), 1)))
     return columns
 
 
@@ -224,7 +291,7 @@ def board_columns(
         total = counts.get(phase, 0)
         page = max(1, min(pages.get(phase, 1), math.ceil(total / page_size)))
         start = (page - 1) * page_size
-        cards = list(initiatives.filter(phase=phase).only(*CARD_FIELDS)[start : start + page_size])
+        cards = _cards(initiatives.filter(phase=phase)[start : start + page_size])
         columns.append(Column(phase, cards, total=total, page=page, page_size=page_size))
     _decorated([card for column in columns for card in column.cards])
     return columns
@@ -291,3 +358,80 @@ def business_unit_get(pk: int, user: AnyUser) -> BusinessUnit:
         return business_units_visible_to(user).get(pk=pk)
     except BusinessUnit.DoesNotExist:
         raise Http404("No such business unit.") from None
+
+
+# The global search (bizdevops/search.py, docs/search.md) ---------------------------------------
+
+# The story fields full-text search reads, in the order of the PostgreSQL index expression of
+# migration 0004 (initiative_search): the query must build the same expression to use it.
+SEARCH_FIELDS = (
+    "title",
+    "business_problem",
+    "business_requirements",
+    "use_case",
+    "algorithm_translation",
+    "data_feasibility",
+)
+SEARCH_CONFIG = "english"
+
+
+def search_document() -> SearchVector:
+    return SearchVector(*SEARCH_FIELDS, config=SEARCH_CONFIG)
+
+
+def search_query(words: list[str]) -> SearchQuery:
+    """Every word as a prefix (`frau` finds "fraud"), all of them required. Only letters and
+    digits reach the tsquery syntax, so no user input is an operator."""
+    pieces = [piece for word in words for piece in re.findall(r"[^\W_]+", word)]
+    return SearchQuery(
+        " & ".join(f"{piece}:*" for piece in pieces), config=SEARCH_CONFIG, search_type="raw"
+    )
+
+
+def search_keys(words: list[str]) -> tuple[list[int], list[str]]:
+    """The initiative numbers of the words that are keys (`BDO-12`), and the other words."""
+    keys = [pk for word in words if (pk := parse_key(word)) is not None]
+    return keys, [word for word in words if parse_key(word) is None]
+
+
+def initiatives_matching(query: str, user: AnyUser) -> QuerySet[Initiative]:
+    """Visible initiatives with a key in the query or all its other words in the title or the
+    story: on PostgreSQL by full-text search on the GIN index, elsewhere by substring."""
+    keys, words = search_keys(search.terms(query))
+    visible = initiatives_visible_to(user)
+    matched = Q(pk__in=keys)
+    if words and connections[visible.db].vendor == "postgresql":
+        visible = visible.alias(document=search_document())
+        matched |= Q(document=search_query(words))
+    elif words:
+        text = Q()
+        for word in words:
+            text &= functools.reduce(
+                operator.or_, (Q(**{f"{name}__icontains": word}) for name in SEARCH_FIELDS)
+            )
+        matched |= text
+    # The key first, then titles with the first word, then the newest. An expression leads
+    # the order on purpose: ordered by the primary key alone, PostgreSQL would walk that
+    # index backwards testing every row against the document (seconds when nothing matches)
+    # instead of reading the matches from the GIN index and sorting those.
+    first = []
+    if keys:
+        first.append(Case(When(pk__in=keys, then=Value(0)), default=Value(1)))
+    if words:
+        first.append(Case(When(title__icontains=words[0], then=Value(0)), default=Value(1)))
+    return visible.filter(matched).order_by(*first, "-pk")
+
+
+@search.provider("initiatives", label="Initiatives", order=10)
+def search_initiatives(query: str, user: AnyUser, limit: int) -> search.Found:
+    rows = list(initiatives_matching(query, user)[: limit + 1])
+    hits = [
+        search.Hit(
+            title=f"{initiative.key} {initiative.title}",
+            url=reverse("initiative-detail", args=[initiative.key]),
+            detail=f"{initiative.business_unit.name} · {initiative.get_phase_display()} · "
+            f"{initiative.get_status_display()}",
+        )
+        for initiative in rows[:limit]
+    ]
+    return search.Found(hits, more=len(rows) > limit)

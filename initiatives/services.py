@@ -30,6 +30,7 @@ from initiatives.models import (
     Phase,
     TeamRole,
 )
+from initiatives.people import person_name
 from notifications import services as notifications
 from notifications.models import Event
 
@@ -90,7 +91,7 @@ def _check_timebox(weeks: int) -> None:
 def _check_program_manager(user: User, field: str) -> None:
     if not user.is_active or not has_role(user, Role.PROGRAM_MANAGER):
         raise DomainError(
-            f"{user.get_username()} is not an active program manager; only a program manager "
+            f"{person_name(user)} is not an active program manager; only a program manager "
             "can be accountable.",
             field=field,
             code="not_program_manager",
@@ -119,7 +120,7 @@ def business_unit_save(
     for person in people or []:
         if not has_role(person, Role.BUSINESS_STAKEHOLDER):
             raise DomainError(
-                f"{person.get_username()} is not a business stakeholder.", field="stakeholders"
+                f"{person_name(person)} is not a business stakeholder.", field="stakeholders"
             )
     if unit is None:
         unit = BusinessUnit.objects.create(name=name, description=description)
@@ -197,7 +198,7 @@ def initiative_hand_over(*, initiative: Initiative, to: User, reason: str, user:
     permissions.can_hand_over.check(user, initiative)
     require_open(initiative)
     if to.pk == initiative.accountable_id:
-        raise DomainError(f"{to.get_username()} is accountable already.", field="to")
+        raise DomainError(f"{person_name(to)} is accountable already.", field="to")
     _check_program_manager(to, "to")
     handover = Handover.objects.create(
         initiative=initiative,
@@ -236,7 +237,7 @@ def member_add(*, initiative: Initiative, member: User, role: str, user: User) -
         raise DomainError(f"{role!r} is not a team role.", field="role") from None
     if not member.is_active or not has_role(member, ROLE_FOR_TEAM_ROLE[team_role]):
         raise DomainError(
-            f"{member.get_username()} does not hold the role "
+            f"{person_name(member)} does not hold the role "
             f"{ROLE_FOR_TEAM_ROLE[team_role].label.lower()}.",
             field="user",
         )
@@ -247,7 +248,7 @@ def member_add(*, initiative: Initiative, member: User, role: str, user: User) -
         )
     if initiative.memberships.filter(user=member, role=team_role, left_at__isnull=True).exists():
         raise ConflictError(
-            f"{member.get_username()} is on the team as {team_role.label.lower()} already.",
+            f"{person_name(member)} is on the team as {team_role.label.lower()} already.",
             field="user",
         )
     return Membership.objects.create(

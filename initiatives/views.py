@@ -4,6 +4,7 @@ through the selectors' access doors."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from django.contrib import messages
@@ -12,6 +13,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.html import format_html
 from django.views.decorators.http import require_POST, require_safe
 
 from bizdevops.htmx import HtmxHttpRequest, partial_wanted, vary_on_htmx
@@ -22,7 +24,11 @@ from initiatives.filters import ArchiveFilter, InitiativeFilter
 from initiatives.forms import FeedbackForm, HandoverForm, InitiativeForm, IterationForm, MemberForm
 from initiatives.models import Initiative, Phase, Status
 from initiatives.pages import initiative_page
+from initiatives.people import person_name
 from initiatives.templatetags.ui import around_key, timebox_context
+
+# The person picker of the team form on the initiative page (the link after creating).
+TEAM_FORM_ANCHOR = "team-person"
 
 
 def _offered(rule: Rule, request: HtmxHttpRequest, initiative: Initiative) -> None:
@@ -39,26 +45,30 @@ def _show(columns: list[selectors.Column]) -> None:
     board of 150 cards; 7 ms now)."""
     detail, kpis = around_key("initiative-detail"), around_key("initiative-kpis")
     statuses = dict(Status.choices)  # `get_status_display` builds this dict card by card
+    due_texts: dict[dt.date, str] = {}
     for column in columns:
         column.shown = []
-        for i in column.cards:
-            key = i.key
-            health: Any = getattr(i, "kpi_health", None)  # a kpis Health, set by its decorator
+        for card in column.cards:
+            key = card.key
+            health: Any = getattr(card, "kpi_health", None)  # a kpis Health, by its decorator
             known = bool(health) and health != "unknown"
             column.shown.append(
                 {
                     "key": key,
                     "url": f"{detail[0]}{key}{detail[1]}",
                     "kpis_url": f"{kpis[0]}{key}{kpis[1]}",
-                    "title": i.title,
-                    "unit": i.business_unit.name,
-                    "accountable": i.accountable.get_full_name() or i.accountable.get_username(),
-                    "status": i.status,
-                    "status_label": statuses.get(i.status, i.status),
-                    "timebox": timebox_context(i) if i.phase == Phase.DEV else None,
+                    "title": card.title,
+                    "unit": card.business_unit_name,
+                    "accountable": card.accountable_name,
+                    "status": card.status,
+                    "status_label": statuses.get(card.status, card.status),
+                    "timebox": (
+                        timebox_context(card, due_texts) if card.phase == Phase.DEV else None
+                    ),
                     "health": str(health) if known else "",
                     "health_label": health.label if known else "",
-                    "kpi_count": getattr(i, "kpi_count", None),
+                    # As text: the template would localize a number, card by card.
+                    "kpi_count": str(card.kpi_count),
                 }
             )
 
@@ -66,6 +76,10 @@ def _show(columns: list[selectors.Column]) -> None:
 @login_required
 @require_safe
 def home(request: HtmxHttpRequest) -> HttpResponse:
+    # A business stakeholder starts on the answers they came for: the KPI overview (their
+    # own initiatives stay one link away, `?mine=1`).
+    if permissions.sees_own_units(request.user) and "mine" not in request.GET:
+        return redirect("kpi-overview")
     initiatives = selectors.my_initiatives(request.user)
     columns = selectors.by_phase(initiatives)
     _show(columns)
@@ -205,7 +219,17 @@ def initiative_create(request: HtmxHttpRequest) -> HttpResponse:
             ),
         )
         if initiative is not None:
-            messages.success(request, f"{initiative.key} created. You can now staff its team.")
+            # The next step is the team (the Biz → Dev gate needs a data engineer and a data
+            # scientist): the message links to its form, which the link focuses.
+            messages.success(
+                request,
+                format_html(
+                    '{} created. Next: <a href="#{}">staff its team</a> '
+                    "(the Biz → Dev gate needs a data engineer and a data scientist).",
+                    initiative.key,
+                    TEAM_FORM_ANCHOR,
+                ),
+            )
             return redirect("initiative-detail", key=initiative.key)
     status = refusal_status(form) if request.method == "POST" else 200
     return render(request, "initiatives/initiative_form.html", {"form": form}, status=status)
@@ -221,6 +245,10 @@ def initiative_edit(request: HtmxHttpRequest, key: str) -> HttpResponse:
         initial=InitiativeForm.initial_for(initiative),
         units=selectors.business_units_visible_to(request.user),
     )
+    # `?focus=use_case`: the link of an empty story field on the initiative page.
+    focus = request.GET.get("focus", "")
+    if request.method != "POST" and focus in form.fields:
+        form.fields[focus].widget.attrs["autofocus"] = True
     if request.method == "POST" and form.is_valid():
         changes = {name: form.cleaned_data[name] for name in form.changed_data}
         if run_service(
@@ -246,7 +274,7 @@ def initiative_detail(request: HtmxHttpRequest, key: str) -> HttpResponse:
 @require_POST
 def member_add(request: HtmxHttpRequest, key: str) -> HttpResponse:
     initiative = selectors.initiative_get(key, request.user)
-    form = MemberForm(request.POST)
+    form = MemberForm(request.POST, initiative=initiative)
     if form.is_valid():
         member = form.cleaned_data["user"]
         added = run_service(
@@ -260,7 +288,7 @@ def member_add(request: HtmxHttpRequest, key: str) -> HttpResponse:
         )
         if added is not None:
             messages.success(
-                request, f"{member.get_username()} joined as {added.get_role_display().lower()}."
+                request, f"{person_name(member)} joined as {added.get_role_display().lower()}."
             )
             return initiative_page.after_action(
                 request, key, part="team", also=("gate-panel", "history")
@@ -276,7 +304,7 @@ def member_remove(request: HtmxHttpRequest, key: str, membership_id: int) -> Htt
     initiative = selectors.initiative_get(key, request.user)
     membership = selectors.member_get(initiative, membership_id)
     services.member_remove(membership=membership, user=request.user)
-    messages.success(request, f"{membership.user.get_username()} left the team.")
+    messages.success(request, f"{person_name(membership.user)} left the team.")
     return initiative_page.after_action(request, key, part="team", also=("gate-panel", "history"))
 
 
@@ -294,11 +322,11 @@ def hand_over(request: HtmxHttpRequest, key: str) -> HttpResponse:
                 initiative=initiative, to=to, reason=form.cleaned_data["reason"], user=request.user
             ),
         ):
-            messages.success(request, f"{to.get_username()} is now accountable for {key}.")
+            messages.success(request, f"{person_name(to)} is now accountable for {key}.")
             return initiative_page.after_action(request, key, part="team", reload=True)
     status = refusal_status(form) if request.method == "POST" else 200
     return initiative_page.render(
-        request, initiative, part="handover", status=status, handover_form=form
+        request, initiative, part="handover", status=status, handover_form=form, handover_open=True
     )
 
 

@@ -14,10 +14,12 @@ from urllib.parse import urlsplit
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
+from django.core.cache import cache
 from django.db import connection, models, transaction
 from django.db.models.expressions import DatabaseDefault
 from django.urls import reverse
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from bizdevops import crypto, outbox
 from bizdevops.db import retry_on_lost_connection
@@ -41,7 +43,7 @@ from jobs.models import (
     retry_backoff,
 )
 from kpis.models import KPI, Origin
-from kpis.services import kpi_lock, kpi_status_update, measurement_check, measurement_write
+from kpis.services import kpi_lock, measurement_check, measurement_write_judged
 from notifications import services as notifications
 from notifications.models import Alert, Event
 
@@ -266,6 +268,108 @@ def job_update(*, job: Job, user: User, **changes: Any) -> Job:
         )
     job.save()
     return job
+
+
+# Testing a job's source ----------------------------------------------------------------------
+
+SOURCE_FIELDS = (
+    "source_kind",
+    "data_source",
+    "sql",
+    "http_path",
+    "json_path",
+    "calculation",
+    "timeout_seconds",
+)
+# A test runs in the web request: it waits at most this long (a trial run, in a worker, has
+# the job's own timeout), and each engineer starts at most TESTS_PER_MINUTE.
+TEST_TIMEOUT_MAX_SECONDS = 10
+TESTS_PER_MINUTE = 20
+
+
+@dataclass(frozen=True)
+class SourceTest:
+    """What a test of a job's source gave: the number, or why there is none; and a unit
+    mismatch with the KPI, when the source declares its unit."""
+
+    value: float | None = None
+    error: str = ""
+    unit_warning: str = ""
+    timeout: float = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.value is not None
+
+    @property
+    def shown(self) -> str:
+        """The number as the source gave it (up to 12 significant digits, no padding)."""
+        return "" if self.value is None else format(self.value, ".12g")
+
+
+def _count_test(user: User) -> None:
+    key = f"jobs:source-test:{user.pk}:{int(time.time() // 60)}"
+    try:
+        cache.add(key, 0, timeout=120)
+        count = cache.incr(key)
+    except (RedisError, ValueError) as error:  # a cache outage must not stop the test
+        log.warning("Source test not counted: %s", error)
+        return
+    if count > TESTS_PER_MINUTE:
+        raise DomainError(
+            f"At most {TESTS_PER_MINUTE} tests a minute: wait a moment and test again.",
+            code="throttled",
+        )
+
+
+def job_test(*, kpi: KPI, user: User, **values: Any) -> SourceTest:
+    """Run a job's source once for the KPI as a run would (`sources.evaluate`: for SQL the
+    read-only transaction, the statement timeout, the role check, one number; then the
+    bounds of a measurement) and write nothing: no job, no run, no measurement.
+
+    Refused (PermissionDenied) unless the user may register or edit the KPI's job; a
+    DomainError for input the job form would refuse. What the source answers, a number or an
+    error, is the result. Not atomic: no transaction is held while the source works."""
+    reject_unknown(values, SOURCE_FIELDS)
+    permissions.can_operate.check(user, kpi.initiative)
+    try:
+        kind = SourceKind(values.get("source_kind") or "")
+    except ValueError:
+        raise DomainError("The source is sql, http or python.", field="source_kind") from None
+    values = dict(values)
+    if "sql" in values:
+        values["sql"] = clean_text(values["sql"], "sql", "The query", multiline=True)
+    for field in ("http_path", "json_path"):
+        values[field] = clean_text(values.get(field), field, JOB_TEXTS[field])
+    _check_source(kind, values)
+    _count_test(user)
+    timeout = min(int(values.get("timeout_seconds") or 30), TEST_TIMEOUT_MAX_SECONDS)
+    job = Job(
+        kpi=kpi,
+        source_kind=kind,
+        data_source=values.get("data_source"),
+        sql=values.get("sql") or "",
+        http_path=values.get("http_path") or "",
+        json_path=values.get("json_path") or "",
+        calculation=values.get("calculation") or "",
+        timeout_seconds=max(TIMEOUT_MIN_SECONDS, timeout),
+    )
+    warning = sources.unit_mismatch(job, kpi.unit)
+    try:
+        value = sources.evaluate(job)
+    except sources.SourceError as error:
+        return SourceTest(error=str(error), unit_warning=warning, timeout=timeout)
+    except Exception as error:
+        # A bug in a calculation: what a run records, and logged with its traceback.
+        log.exception("Testing the source of KPI %s failed unexpectedly", kpi.pk)
+        message = f"Unexpected error: {type(error).__name__}: {error}"
+        return SourceTest(error=message, unit_warning=warning, timeout=timeout)
+    try:
+        measurement_check(as_of=timezone.now(), value=value)
+    except DomainError as error:
+        message = f"The result was refused: {error.message}"
+        return SourceTest(error=message, unit_warning=warning, timeout=timeout)
+    return SourceTest(value=value, unit_warning=warning, timeout=timeout)
 
 
 # Runs ----------------------------------------------------------------------------------------
@@ -597,9 +701,13 @@ def _run_claim(run_id: int, worker: str) -> Run | None:
 
 
 def _instance(model: type[M], values: Iterator[Any]) -> M:
-    fields = model._meta.concrete_fields
-    names = [field.attname for field in fields]
-    return model.from_db(connection.alias, names, [next(values) for _ in fields])
+    names = _attnames(model)
+    return model.from_db(connection.alias, names, [next(values) for _ in names])
+
+
+@functools.cache
+def _attnames(model: type[models.Model]) -> list[str]:
+    return [field.attname for field in model._meta.concrete_fields]
 
 
 def run_start(*, run_id: int, worker: str) -> Run | None:
@@ -646,23 +754,77 @@ def run_succeed(*, run: Run, value: float) -> bool:
     when the run was finished already (another delivery of it): nothing is written then.
 
     The status of the KPI is judged in Python from the thresholds of the locked KPI row and
-    the latest value the upsert saw: on PostgreSQL four statements when it does not change
-    (lock the KPI, finish the run, upsert the value, refresh the rollups)."""
+    the KPI's latest value. On PostgreSQL two statements (BEGIN and COMMIT aside), whether
+    the status changes or not: one locks the KPI and finishes the run, returning the KPI's
+    row; one round trip upserts the value, refreshes the rollups, sets the status when it
+    changes and reads the latest value (kpis.services.measurement_write_judged). An alert
+    the change calls for adds its own."""
     measurement_check(as_of=run.scheduled_for, value=value)
-    unfinished = Run.objects.filter(pk=run.pk).exclude(state__in=FINISHED_STATES)
     done = {"state": RunState.SUCCEEDED, "value": value, "finished_at": timezone.now()}
+
+    def finish() -> bool:
+        unfinished = Run.objects.filter(pk=run.pk).exclude(state__in=FINISHED_STATES)
+        return unfinished.update(**done, error="") == 1
+
     if run.trigger == Trigger.TRIAL:
-        return unfinished.update(**done, error="") == 1  # one statement: atomic by itself
+        return finish()  # one statement: atomic by itself
     with transaction.atomic():
         # Lock order everywhere: initiative, then job or KPI, then run.
-        kpi = kpi_lock(kpi_id=run.job.kpi_id)
-        if unfinished.update(**done, error="") != 1:
-            return False
-        latest = measurement_write(
+        if connection.vendor == "postgresql":
+            kpi = _run_finish(run, done)
+            if kpi is None:
+                return False
+        else:
+            kpi = kpi_lock(kpi_id=run.job.kpi_id)
+            if not finish():
+                return False
+        measurement_write_judged(
             kpi=kpi, as_of=run.scheduled_for, value=value, origin=Origin.RUN, run_id=run.pk
         )
-        kpi_status_update(kpi=kpi, latest=latest)
     return True
+
+
+# Lock the KPI, then finish the run if it is not finished, in one statement that returns the
+# KPI's row as locked (no row: the run was finished already). The run's row is locked by the
+# UPDATE only once the join has given it a row, and the join needs the CTE's row, locked by
+# FOR UPDATE: the KPI is locked first whatever the plan. The KPI's row is its latest version
+# (FOR UPDATE waits for another writer and takes what it committed); the statements after
+# this one have snapshots taken after the lock, so they miss no value that writer committed.
+_FINISH_SQL = """
+WITH k AS MATERIALIZED (SELECT {kpi_columns} FROM {kpi} WHERE id = %(kpi)s FOR UPDATE)
+UPDATE {run} AS r SET state = %(state)s, value = %(value)s, finished_at = %(finished_at)s,
+    error = ''
+FROM k
+WHERE r.id = %(run_id)s AND r.state NOT IN %(finished)s
+RETURNING {returned}
+"""
+
+
+@functools.cache
+def _finish_sql() -> str:
+    quote = connection.ops.quote_name
+    fields = KPI._meta.concrete_fields
+    return _FINISH_SQL.format(
+        kpi=quote(KPI._meta.db_table),
+        run=quote(Run._meta.db_table),
+        kpi_columns=", ".join(quote(str(field.column)) for field in fields),
+        returned=", ".join(f"k.{quote(str(field.column))}" for field in fields),
+    )
+
+
+def _run_finish(run: Run, done: dict[str, Any]) -> KPI | None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _finish_sql(),
+            {
+                **done,
+                "kpi": run.job.kpi_id,
+                "run_id": run.pk,
+                "finished": tuple(sorted(FINISHED_STATES)),
+            },
+        )
+        row = cursor.fetchone()
+    return None if row is None else _instance(KPI, iter(row))
 
 
 @transaction.atomic

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
+import hashlib
 import math
 import os
 import sqlite3
@@ -14,11 +16,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qs, unquote, urljoin, urlsplit
 
 import psycopg2
 import psycopg2.errorcodes
+import psycopg2.extensions
 import sqlparse
 from django.conf import settings
 from jsonpath_ng import parse as jsonpath_parse
@@ -27,10 +30,12 @@ from jsonpath_ng.exceptions import JsonPathLexerError, JsonPathParserError
 from bizdevops import crypto, http
 from bizdevops.db import CONNECTION_LOST_SQLSTATES
 from jobs import datasource_roles
-from jobs.models import SourceKind
+from jobs.models import DataSourceKind, SourceKind
 
 if TYPE_CHECKING:
     from jobs.models import DataSource, Job
+
+T = TypeVar("T")
 
 
 class SourceError(Exception):
@@ -138,11 +143,19 @@ def check_select(sql: str) -> str:
         raise SourceError("The query is empty.")
     if ";" in query:
         raise SourceError("Only one statement is allowed (no ';' inside the query).")
+    _check_statement(query)
+    return query
+
+
+@functools.lru_cache(maxsize=1024)
+def _check_statement(query: str) -> None:
+    # Every run checks its job's SQL again (the stored text may predate a rule); parsing it
+    # took 1 to 3 ms of each run. A pure function of the text, so its answer is kept: a
+    # refusal raises and is not kept (lru_cache keeps only returned values).
     statements = [s for s in sqlparse.parse(query) if s.value.strip()]
     if len(statements) != 1 or statements[0].get_type() != "SELECT":
         raise SourceError("Only a SELECT query is allowed.")
     _refuse_writes_inside(statements[0])
-    return query
 
 
 def _one_number(rows: list[tuple[Any, ...]], columns: int) -> float:
@@ -246,16 +259,34 @@ def _server_refused(error: psycopg2.Error, what: str) -> str:
 
 
 def _wrapped(query: str, max_bytes: int) -> str:
-    # The server measures each value and sends NULL in place of one that is too big, so no
-    # oversized value ever crosses the wire. The user's query sits after our select list
-    # (whatever it does to the FROM clause, the cap stays) and on lines of its own (a
-    # trailing `--` comment cannot swallow the closing parenthesis). OFFSET 0 keeps the
-    # value computed once per row.
+    """The run's query as the server is sent it: two statements in one round trip, of which
+    the client gets the second one's rows.
+
+    The second one is the value: the server measures each value and sends NULL in place of
+    one that is too big, so no oversized value ever crosses the wire; LIMIT 2 lets at most
+    two rows through; `p.*` adds the query's columns from a copy under LIMIT 0 (planned, never
+    executed: NULLs), so the column count comes with the rows. The user's query sits after
+    our select list (whatever it does to the FROM clause, the cap stays) and on lines of its
+    own (a trailing `--` comment cannot swallow the closing parenthesis). OFFSET 0 keeps the
+    value computed once per row.
+
+    The first one returns nothing and runs nothing (LIMIT 0); it is there for its parse. The
+    whole string is parsed before any of it runs, and there the query sits inside one
+    parenthesis only: a query that closes more parentheses than it opened, so as to reach the
+    value statement's top level (a `UNION ALL` of an uncapped value, an own LIMIT), is a
+    syntax error there and nothing runs. In the value statement it is two parentheses deep,
+    so it can reach one level up at most, inside our subqueries: the cap, the LIMIT 2 and the
+    LIMIT 0 stay out of its reach. The query has no `;` (check_select), so it cannot add
+    statements to the string.
+    """
     # Running the user's query is the point: check_select has vetted it.
     cap = int(max_bytes)
     return (
-        f"SELECT CASE WHEN octet_length(v::text) > {cap} THEN NULL ELSE v END, "  # noqa: S608
-        f"octet_length(v::text) FROM (SELECT * FROM (\n{query}\n) AS q0(v) OFFSET 0) AS q "
+        f"SELECT * FROM (\n{query}\n) AS q LIMIT 0;\n"  # noqa: S608
+        f"SELECT CASE WHEN octet_length(q.kpi_value::text) > {cap} THEN NULL "
+        "ELSE q.kpi_value END, octet_length(q.kpi_value::text), p.* "
+        f"FROM (SELECT * FROM (\n{query}\n) AS q0(kpi_value) OFFSET 0) AS q "
+        f"LEFT JOIN (SELECT * FROM (\n{query}\n) AS p0 LIMIT 0) AS p ON true "
         "LIMIT 2"
     )
 
@@ -265,8 +296,18 @@ def _wrapped(query: str, max_bytes: int) -> str:
 # back; a connection is closed, never reused, after any error, when its data source's URL
 # changes, after POOL_IDLE_SECONDS unused and when the worker process ends. A run takes the
 # connection out of the pool while it uses it, so two threads never share one.
+#
+# A pooled connection is in autocommit mode and each run says BEGIN READ ONLY itself: the
+# BEGIN travels with the run's settings and the role lookup (psycopg2 would send its own
+# BEGIN in a round trip of its own), and the rollback with the unlock of advisory locks. So a
+# run is three round trips: begin, the query, the end. The client's view of the server's
+# transaction state (libpq's, from every answer of the server) is checked on both sides: a
+# run begins only on a connection that is in no transaction, and its query is sent only
+# inside the transaction it began; a connection goes back to the pool only outside any.
 POOL_IDLE_SECONDS = 300.0
 _clock = time.monotonic  # (the tests move it forward)
+_IDLE = psycopg2.extensions.TRANSACTION_STATUS_IDLE
+_IN_TRANSACTION = psycopg2.extensions.TRANSACTION_STATUS_INTRANS
 
 
 @dataclass
@@ -282,6 +323,12 @@ _source_urls: dict[int, str] = {}  # data source id -> the URL its connection wa
 _pool_lock = threading.Lock()
 
 
+def _open(url: str, timeout: float) -> Any:
+    connection = _connect_postgres(url, timeout)
+    connection.autocommit = True  # (no round trip: psycopg2 only stops sending BEGIN)
+    return connection
+
+
 def _checkout(url: str, timeout: float, source_id: int | None) -> _Pooled:
     now = _clock()
     with _pool_lock:
@@ -295,10 +342,12 @@ def _checkout(url: str, timeout: float, source_id: int | None) -> _Pooled:
         pooled = _pool.pop(url, None)
     for old in closing:
         _close(old)
-    if pooled is not None and not pooled.connection.closed:
-        pooled.reused = True
-        return pooled
-    return _Pooled(_connect_postgres(url, timeout))
+    if pooled is not None:
+        if not pooled.connection.closed and pooled.connection.info.transaction_status == _IDLE:
+            pooled.reused = True
+            return pooled
+        _close(pooled)  # (a guard: every way back to the pool checks that it is idle)
+    return _Pooled(_open(url, timeout))
 
 
 def _checkin(url: str, pooled: _Pooled) -> None:
@@ -340,32 +389,50 @@ def _forget_after_fork() -> None:
 os.register_at_fork(after_in_child=_forget_after_fork)
 
 
+class _NotInTransaction(SourceError):
+    """The connection was not in the state a step of the run needs (never seen: a guard)."""
+
+
 def _begin(pooled: _Pooled, cursor: Any, timeout: float) -> None:
     """The run's transaction: read-only, with the run's statement timeout, and the role
     checked (its attributes every run; all of it when due)."""
+    connection = pooled.connection
+    # On a connection already in a transaction, BEGIN would be a warning, not a new
+    # transaction: READ ONLY would not apply.
+    if connection.info.transaction_status != _IDLE:
+        raise _NotInTransaction("The data source connection was not idle at the start.")
     # A read-only transaction refuses every write, whatever the SQL says; the role check
     # refuses the roles that reach past it (files, programs, dblink).
-    setup = "SET TRANSACTION READ ONLY; SET LOCAL statement_timeout = %s; "
+    setup = "BEGIN READ ONLY; SET LOCAL statement_timeout = %s; "
     params = [int(timeout * 1000)]
     now = _clock()
     if pooled.checked_at is None or now - pooled.checked_at >= settings.KPI_SQL_ROLE_CHECK_SECONDS:
         cursor.execute(setup, params)
         _refuse_privileged_role(cursor, datasource_roles.role_problems)
         pooled.checked_at = now
-        return
-    # One round trip: the transaction's settings and the lookup of the role's attributes.
-    _refuse_privileged_role(
-        cursor,
-        lambda cursor: datasource_roles.role_attribute_problems(
-            cursor, before=setup, params=params
-        ),
-    )
+    else:
+        # One round trip: BEGIN, the transaction's settings and the lookup of the role's
+        # attributes.
+        _refuse_privileged_role(
+            cursor,
+            lambda cursor: datasource_roles.role_attribute_problems(
+                cursor, before=setup, params=params
+            ),
+        )
+    if connection.info.transaction_status != _IN_TRANSACTION:
+        raise _NotInTransaction("The data source connection is not in the run's transaction.")
 
 
 def _run_postgres(url: str, query: str, timeout: float, source_id: int | None = None) -> float:
+    return _pooled_read(url, timeout, source_id, lambda connection: _value_of(connection, query))
+
+
+def _pooled_read(url: str, timeout: float, source_id: int | None, work: Callable[[Any], T]) -> T:
+    """`work(connection)` in a run's transaction on a pooled connection: read-only, with the
+    statement timeout and the role check; rolled back, and the connection put back."""
     pooled = _checkout(url, timeout, source_id)
     try:
-        value = _query_postgres(url, pooled, query, timeout)
+        value = _read(url, pooled, timeout, work)
     except BaseException:  # a refusal, a lost connection, the soft time limit: never reused
         _close(pooled)
         raise
@@ -373,19 +440,21 @@ def _run_postgres(url: str, query: str, timeout: float, source_id: int | None = 
         with pooled.connection.cursor() as cursor:
             # The one state of a session that a SELECT can leave behind past the rollback: a
             # query must not hold advisory locks on the source while its connection waits in
-            # the pool, nor hand them to the next job's run.
-            cursor.execute("SELECT pg_advisory_unlock_all()")
-        # Nothing is ever committed: the read-only transaction is rolled back.
-        pooled.connection.rollback()
+            # the pool, nor hand them to the next job's run. Nothing is ever committed: the
+            # read-only transaction is rolled back, in the same round trip.
+            cursor.execute("SELECT pg_advisory_unlock_all(); ROLLBACK")
+        ended = pooled.connection.info.transaction_status == _IDLE
     except psycopg2.Error:
         _close(pooled)  # the value came before the connection went
     else:
-        _checkin(url, pooled)
+        if ended:
+            _checkin(url, pooled)
+        else:
+            _close(pooled)
     return value
 
 
-def _query_postgres(url: str, pooled: _Pooled, query: str, timeout: float) -> float:
-    max_bytes = settings.KPI_SQL_MAX_BYTES
+def _read(url: str, pooled: _Pooled, timeout: float, work: Callable[[Any], T]) -> T:
     connection = pooled.connection
     try:
         try:
@@ -398,30 +467,14 @@ def _query_postgres(url: str, pooled: _Pooled, query: str, timeout: float) -> fl
             # session timeout): nothing of this run has happened yet, a new one does it.
             _close(pooled)
             pooled.connection, pooled.checked_at, pooled.reused = (
-                _connect_postgres(url, timeout),
+                _open(url, timeout),
                 None,
                 False,
             )
             connection = pooled.connection
             with connection.cursor() as cursor:
                 _begin(pooled, cursor, timeout)
-        with connection.cursor() as cursor:
-            # The columns without a row: LIMIT 0 plans the query and stops.
-            cursor.execute(f"SELECT * FROM (\n{query}\n) AS q LIMIT 0")  # noqa: S608
-            columns = len(cursor.description or ())
-        if columns != 1:
-            return _one_number([], columns)
-        # A server-side cursor: at most two rows come over, each value capped above.
-        with connection.cursor(name="kpi_value") as named:
-            named.execute(_wrapped(query, max_bytes))
-            rows = named.fetchmany(2)
-        for _, size in rows:
-            if size is not None and size > max_bytes:
-                raise SourceError(
-                    f"The query returned a value of {size} bytes, more than the "
-                    f"{max_bytes} bytes allowed (KPI_SQL_MAX_BYTES)."
-                )
-        return _one_number([(value,) for value, _ in rows], columns)
+        return work(connection)
     except psycopg2.errors.QueryCanceled:
         raise SourceError(f"The query ran longer than {timeout:g} s and was stopped.") from None
     except psycopg2.errors.ReadOnlySqlTransaction:
@@ -430,7 +483,25 @@ def _query_postgres(url: str, pooled: _Pooled, query: str, timeout: float) -> fl
         raise _database_error(error, connection, "The database refused the query") from None
 
 
-def _run_sqlite(url: str, query: str, timeout: float) -> float:
+def _value_of(connection: Any, query: str) -> float:
+    max_bytes = settings.KPI_SQL_MAX_BYTES
+    # A plain cursor: the statement itself lets at most two rows through (see _wrapped).
+    with connection.cursor() as cursor:
+        cursor.execute(_wrapped(query, max_bytes))
+        columns = len(cursor.description or ()) - 2
+        rows = cursor.fetchall()
+    if columns != 1:
+        return _one_number([], columns)
+    for _, size, *_ in rows:
+        if size is not None and size > max_bytes:
+            raise SourceError(
+                f"The query returned a value of {size} bytes, more than the "
+                f"{max_bytes} bytes allowed (KPI_SQL_MAX_BYTES)."
+            )
+    return _one_number([(row[0],) for row in rows], columns)
+
+
+def _open_sqlite(url: str, timeout: float) -> sqlite3.Connection:
     path = unquote(url[len("sqlite:///") :]) if url.startswith("sqlite:///") else ""
     if not path:
         raise SourceError("A SQLite data source URL looks like sqlite:////absolute/path.db")
@@ -439,12 +510,17 @@ def _run_sqlite(url: str, query: str, timeout: float) -> float:
         connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=timeout)
     except sqlite3.OperationalError as error:
         raise SourceError(f"Cannot open the database file: {error}") from None
-    max_bytes = settings.KPI_SQL_MAX_BYTES
     # SQLite runs inside this process: the engine itself must refuse to build a string or
     # blob over the cap (zeroblob(5e8) would otherwise take 500 MB of the worker).
-    connection.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, max_bytes)
+    connection.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, settings.KPI_SQL_MAX_BYTES)
     deadline = time.monotonic() + timeout
     connection.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
+    return connection
+
+
+def _run_sqlite(url: str, query: str, timeout: float) -> float:
+    connection = _open_sqlite(url, timeout)
+    max_bytes = settings.KPI_SQL_MAX_BYTES
     try:
         cursor = connection.execute(query)
         rows = cursor.fetchmany(2)
@@ -495,6 +571,105 @@ def _sqlite_refusal(error: sqlite3.Error) -> str:
     )
 
 
+# The schema browser of the job form: tables and columns as the data source's role sees them,
+# read through the same sandbox as a run (pooled connection, read-only transaction, statement
+# timeout, role check). information_schema lists only the columns the role holds a privilege
+# on, so a table the role cannot read is not shown; SQLite has no roles (the file is opened
+# read-only, as for a run).
+SCHEMA_MAX_COLUMNS = 3000
+
+
+@dataclass(frozen=True)
+class Table:
+    schema: str  # "" on SQLite
+    name: str
+    columns: tuple[tuple[str, str], ...]  # (name, type)
+
+    @property
+    def label(self) -> str:
+        """The name a query uses: PostgreSQL tables outside `public` with their schema."""
+        return self.name if self.schema in ("", "public") else f"{self.schema}.{self.name}"
+
+
+@dataclass(frozen=True)
+class Schema:
+    dialect: str  # "postgresql" or "sqlite": CodeMirror's SQL dialect
+    tables: tuple[Table, ...]
+    truncated: bool = False  # more than SCHEMA_MAX_COLUMNS columns: the first ones shown
+
+    def completion(self) -> dict[str, Any]:
+        """CodeMirror's SQL namespace (schema → table → columns, or table → columns)."""
+        if self.dialect == "sqlite":
+            return {table.name: [name for name, _ in table.columns] for table in self.tables}
+        namespace: dict[str, dict[str, list[str]]] = {}
+        for table in self.tables:
+            namespace.setdefault(table.schema, {})[table.name] = [n for n, _ in table.columns]
+        return namespace
+
+
+def _tables(rows: list[tuple[str, str, str, str]]) -> tuple[Table, ...]:
+    grouped: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for schema, table, column, kind in rows[:SCHEMA_MAX_COLUMNS]:
+        grouped.setdefault((schema, table), []).append((column, kind or ""))
+    return tuple(Table(schema, name, tuple(columns)) for (schema, name), columns in grouped.items())
+
+
+_PG_SCHEMA_SQL = """
+SELECT table_schema, table_name, column_name, data_type
+FROM information_schema.columns
+WHERE table_schema NOT IN ('pg_catalog', 'information_schema')
+  AND table_schema NOT LIKE 'pg\\_%%'
+ORDER BY table_schema = 'public' DESC, table_schema, table_name, ordinal_position
+LIMIT %s
+"""
+
+_SQLITE_SCHEMA_SQL = """
+SELECT '', m.name, p.name, p.type
+FROM sqlite_master AS m JOIN pragma_table_info(m.name) AS p
+WHERE m.type IN ('table', 'view') AND m.name NOT LIKE 'sqlite\\_%' ESCAPE '\\'
+ORDER BY m.name, p.cid
+LIMIT ?
+"""
+
+
+def read_schema(source: DataSource, timeout: float) -> Schema:
+    """The tables and columns the data source's role may read, or SourceError."""
+    if source.kind != DataSourceKind.DATABASE:
+        raise SourceError(f"{source.name} is not a database data source.")
+    url = data_source_url(source)
+    scheme = urlsplit(url).scheme
+    if scheme in POSTGRES_SCHEMES:
+
+        def columns(connection: Any) -> list[tuple[str, str, str, str]]:
+            with connection.cursor() as cursor:
+                cursor.execute(_PG_SCHEMA_SQL, [SCHEMA_MAX_COLUMNS + 1])
+                return list(cursor.fetchall())
+
+        rows = _pooled_read(url, timeout, source.pk, columns)
+        return Schema("postgresql", _tables(rows), len(rows) > SCHEMA_MAX_COLUMNS)
+    if scheme == "sqlite":
+        connection = _open_sqlite(url, timeout)
+        try:
+            rows = connection.execute(_SQLITE_SCHEMA_SQL, [SCHEMA_MAX_COLUMNS + 1]).fetchall()
+        except sqlite3.Error as error:
+            raise SourceError(_sqlite_refusal(error)) from None
+        finally:
+            connection.close()
+        return Schema("sqlite", _tables(rows), len(rows) > SCHEMA_MAX_COLUMNS)
+    raise SourceError(f"Unsupported database scheme {scheme!r} (postgres or sqlite).")
+
+
+def url_version(source: DataSource) -> str:
+    """A digest of the data source's URL as it is now (never the URL): what a cache of its
+    schema is keyed by, so that a new URL (or another value of its environment variable)
+    is read afresh."""
+    try:
+        url = data_source_url(source)
+    except SourceError:
+        url = ""
+    return hashlib.sha256(url.encode()).hexdigest()[:16]
+
+
 def check_json_path(expression: str) -> Any:
     try:
         return jsonpath_parse(expression)
@@ -528,23 +703,64 @@ class Calculation:
     name: str
     label: str
     func: Callable[[Job], float]
+    unit: str = ""  # the unit of the number it returns, when it has one
 
 
 CALCULATIONS: dict[str, Calculation] = {}
 
 
 def calculation(
-    name: str, label: str
+    name: str, label: str, *, unit: str = ""
 ) -> Callable[[Callable[[Job], float]], Callable[[Job], float]]:
-    """Register a named calculation; jobs pick it by name (nobody types code into a page)."""
+    """Register a named calculation; jobs pick it by name (nobody types code into a page).
+    `unit` declares the unit of its number, compared with the KPI's (`unit_mismatch`)."""
 
     def decorator(func: Callable[[Job], float]) -> Callable[[Job], float]:
         if name in CALCULATIONS:
             raise ValueError(f"Calculation {name!r} is registered twice.")
-        CALCULATIONS[name] = Calculation(name, label, func)
+        CALCULATIONS[name] = Calculation(name, label, func, unit)
         return func
 
     return decorator
+
+
+# Spellings of one unit: "percent" and "%" are the same unit, "hours" and "h" too.
+UNIT_ALIASES = {
+    "percent": "%",
+    "per cent": "%",
+    "pct": "%",
+    "hour": "h",
+    "hours": "h",
+    "hrs": "h",
+    "second": "s",
+    "seconds": "s",
+    "sec": "s",
+    "minute": "min",
+    "minutes": "min",
+    "day": "d",
+    "days": "d",
+}
+
+
+def _unit_key(unit: str) -> str:
+    spelled = " ".join(unit.split()).casefold()
+    return UNIT_ALIASES.get(spelled, spelled)
+
+
+def unit_mismatch(job: Job, kpi_unit: str) -> str:
+    """Why the job's number is in another unit than the KPI's, or "". Only a named
+    calculation declares the unit of what it returns (a SQL query or a JSON value says
+    nothing of its unit); one that declares none is not judged."""
+    if job.source_kind != SourceKind.PYTHON:
+        return ""
+    calc = CALCULATIONS.get(job.calculation)
+    if calc is None or not calc.unit or _unit_key(calc.unit) == _unit_key(kpi_unit):
+        return ""
+    measured = f"in {kpi_unit}" if kpi_unit.strip() else "without a unit"
+    return (
+        f"Unit mismatch: the calculation {calc.name} returns {calc.unit}, but the KPI is "
+        f"measured {measured}."
+    )
 
 
 def run_python(job: Job) -> float:

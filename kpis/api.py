@@ -60,6 +60,7 @@ KPI_COLUMNS = (
     "target",
     "warning_threshold",
     "critical_threshold",
+    "decimals",
     "job",
     "created_at",
 )
@@ -82,6 +83,7 @@ def kpi_row(values: dict[str, Any], zone: dt.tzinfo) -> dict[str, Any]:
         "target": _number(values["target"]),
         "warning_threshold": _number(values["warning_threshold"]),
         "critical_threshold": _number(values["critical_threshold"]),
+        "decimals": values["decimals"],
         "job": values["job"],
         "created_at": iso_datetime(values["created_at"], zone),
     }
@@ -119,6 +121,17 @@ class KPIDetail(APIView):
         data = validated(KPIUpdateSerializer, request, partial=True)
         services.kpi_update(kpi=kpi, user=request.user, **data)
         return Response(KPISerializer(selectors.kpi_get(pk, request.user)).data)
+
+    @extend_schema(
+        responses={204: None},
+        description=(
+            "Remove a KPI while its initiative is in Biz (those who may define its KPIs); "
+            "409 outside Biz, or when the KPI has values or a job."
+        ),
+    )
+    def delete(self, request: Request, pk: int) -> Response:
+        services.kpi_remove(kpi=selectors.kpi_get(pk, request.user), user=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class RawPagination(CursorPagination):

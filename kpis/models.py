@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator
 from django.db import models
 
 from initiatives.models import Initiative
@@ -9,6 +10,17 @@ from initiatives.models import Initiative
 class Direction(models.TextChoices):
     HIGHER = "higher", "Higher is better"
     LOWER = "lower", "Lower is better"
+
+
+MAX_DECIMALS = 6
+# Decimals by unit when a KPI names none: percentages and hours to one digit, counts and
+# money to what a reader expects, anything else to two.
+UNIT_DECIMALS = {"%": 1, "h": 1, "min": 0, "s": 1, "ms": 0, "eur": 2, "€": 2, "usd": 2, "$": 2}
+DEFAULT_DECIMALS = 2
+
+
+def decimals_for_unit(unit: str) -> int:
+    return UNIT_DECIMALS.get(unit.strip().lower(), DEFAULT_DECIMALS)
 
 
 class KPI(models.Model):
@@ -22,6 +34,14 @@ class KPI(models.Model):
     target = models.FloatField(null=True, blank=True)
     warning_threshold = models.FloatField(null=True, blank=True)
     critical_threshold = models.FloatField(null=True, blank=True)
+    # Digits after the decimal point wherever a value is shown (the CSV keeps every digit);
+    # None: derived from the unit (`shown_decimals`).
+    decimals = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        validators=[MaxValueValidator(MAX_DECIMALS)],
+        help_text="Digits shown after the decimal point; empty: from the unit.",
+    )
     # The status last alerted on: an alert goes out only when the latest value's status differs.
     last_health = models.CharField(max_length=10, blank=True, default="")
     created_by = models.ForeignKey(
@@ -41,6 +61,10 @@ class KPI(models.Model):
 
     def __str__(self) -> str:
         return f"{self.initiative.key}: {self.name}"
+
+    @property
+    def shown_decimals(self) -> int:
+        return self.decimals if self.decimals is not None else decimals_for_unit(self.unit)
 
 
 class Origin(models.TextChoices):

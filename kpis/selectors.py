@@ -5,7 +5,10 @@ only the visible ones; measurements are reached through their KPI."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
+import operator
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -13,14 +16,17 @@ from django.db import connection
 from django.db.models import (
     Max,
     OuterRef,
+    Q,
     QuerySet,
     Subquery,
 )
 from django.http import Http404
+from django.urls import reverse
 from django.utils import timezone
 
+from bizdevops import search
 from initiatives.models import Initiative, Phase, Status
-from initiatives.selectors import decorates_cards, limit_to_visible
+from initiatives.selectors import Card, decorates_cards, limit_to_visible, search_keys
 from kpis import buckets
 from kpis.health import BY_SEVERITY, Health, kpi_health, latest_health_severity
 from kpis.models import KPI, Measurement, Resolution
@@ -209,12 +215,39 @@ class Tile:
     previous: float | None
     health: Health
     stale: bool
+    # Why there is no value yet (empty when there is one): `no_value_reason`.
+    missing: str = ""
 
     @property
     def change(self) -> float | None:
         if self.value is None or self.previous is None:
             return None
         return self.value - self.previous
+
+
+def _job_enabled() -> Subquery:
+    """Whether the KPI's job is enabled (NULL: it has none). The job model is reached through
+    the relation's name because `jobs` sits above this app."""
+    job_model = KPI._meta.get_field("job").related_model
+    jobs = job_model._default_manager.filter(kpi=OuterRef("pk")).order_by()
+    return Subquery(jobs.values("enabled")[:1])
+
+
+def no_value_reason(initiative: Initiative, job_enabled: bool | None) -> str:
+    """Why a KPI has no value yet, in the words a stakeholder reads on its tile: values come
+    from its job, which runs only while the initiative is active in Ops."""
+    if initiative.status != Status.ACTIVE:
+        return f"The initiative is {Status(initiative.status).label.lower()}: its jobs do not run."
+    if initiative.phase != Phase.OPS:
+        return (
+            f"The initiative is in {Phase(initiative.phase).label}, not in Ops yet: "
+            "jobs run only in Ops."
+        )
+    if job_enabled is None:
+        return "There is no job computing it yet (engineers register one on the Ops page)."
+    if not job_enabled:
+        return "Its job is disabled."
+    return "Its job has not run yet."
 
 
 def tiles(kpis: QuerySet[KPI], now: dt.datetime | None = None) -> list[Tile]:
@@ -226,28 +259,40 @@ def tiles(kpis: QuerySet[KPI], now: dt.datetime | None = None) -> list[Tile]:
         last_value=Subquery(latest.values("value")[:1]),
         last_as_of=Subquery(latest.values("as_of")[:1]),
         previous_value=Subquery(latest.values("value")[1:2]),
+        job_enabled=_job_enabled(),
     )
     for rule in _staleness_rules:
         query = rule.prepare(query)
     result = []
     for kpi in query.order_by("initiative_id", "name"):
         last_as_of = kpi.last_as_of  # type: ignore[attr-defined]
+        value = kpi.last_value  # type: ignore[attr-defined]
         running = kpi.initiative.phase == Phase.OPS and kpi.initiative.status == Status.ACTIVE
         result.append(
             Tile(
                 kpi=kpi,
-                value=kpi.last_value,  # type: ignore[attr-defined]
+                value=value,
                 as_of=last_as_of,
                 previous=kpi.previous_value,  # type: ignore[attr-defined]
-                health=kpi_health(kpi, kpi.last_value),  # type: ignore[attr-defined]
+                health=kpi_health(kpi, value),
                 stale=running
                 and any(rule.is_stale(kpi, last_as_of, now) for rule in _staleness_rules),
+                missing=""
+                if value is not None
+                else no_value_reason(kpi.initiative, kpi.job_enabled),  # type: ignore[attr-defined]
             )
         )
     return result
 
 
-def board_health(initiatives: list[Initiative]) -> dict[int, Health]:
+@functools.cache
+def _worst_latest_severity() -> Max:
+    # Built once: a query copies an expression it takes in (building it took a tenth of the
+    # board's query building).
+    return Max(latest_health_severity())
+
+
+def board_health(initiatives: Sequence[Initiative | Card]) -> dict[int, Health]:
     """The worst KPI health per initiative that has KPIs, in one query: each KPI's latest
     value judged in SQL (`health_severity`), the worst kept per initiative. Staleness is
     not a health and is left to the tiles."""
@@ -257,15 +302,41 @@ def board_health(initiatives: list[Initiative]) -> dict[int, Health]:
         KPI.objects.filter(initiative_id__in=[i.pk for i in initiatives])
         .order_by()
         .values("initiative_id")
-        .annotate(severity=Max(latest_health_severity()))
+        .annotate(severity=_worst_latest_severity())
         .values_list("initiative_id", "severity")
     )
     return {pk: BY_SEVERITY[severity] for pk, severity in rows}
 
 
 @decorates_cards
-def kpi_health_on_cards(initiatives: list[Initiative]) -> None:
+def kpi_health_on_cards(cards: list[Card]) -> None:
     """Board cards show the worst status of the initiative's KPIs."""
-    health = board_health(initiatives)
-    for initiative in initiatives:
-        initiative.kpi_health = health.get(initiative.pk)  # type: ignore[attr-defined]
+    health = board_health(cards)
+    for card in cards:
+        card.kpi_health = health.get(card.pk)  # type: ignore[attr-defined]
+
+
+# The global search (bizdevops/search.py, docs/search.md) ---------------------------------------
+
+
+@search.provider("kpis", label="KPIs", order=20)
+def search_kpis(query: str, user: AnyUser, limit: int) -> search.Found:
+    """Visible KPIs with every word of the query in their name (or of an initiative whose key
+    is in it), in one query."""
+    keys, words = search_keys(search.terms(query))
+    matched = Q(initiative_id__in=keys)
+    if words:
+        matched |= functools.reduce(operator.and_, (Q(name__icontains=w) for w in words))
+    rows = list(
+        kpis_visible_to(user).filter(matched).order_by("initiative_id", "name")[: limit + 1]
+    )
+    hits = [
+        search.Hit(
+            title=kpi.name,
+            url=reverse("initiative-kpis", args=[kpi.initiative.key]) + f"#chart-{kpi.pk}",
+            detail=f"{kpi.initiative.key} {kpi.initiative.title}"
+            + (f" · {kpi.unit}" if kpi.unit else ""),
+        )
+        for kpi in rows[:limit]
+    ]
+    return search.Found(hits, more=len(rows) > limit)

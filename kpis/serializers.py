@@ -6,7 +6,7 @@ from rest_framework import serializers
 
 from bizdevops.api import AwareDateTimeField, StrictSerializer
 from bizdevops.errors import DomainError
-from kpis.models import KPI, Direction
+from kpis.models import KPI, MAX_DECIMALS, Direction
 from kpis.selectors import CALENDAR_BUCKETS
 from kpis.services import measurement_check
 
@@ -29,6 +29,7 @@ class KPISerializer(serializers.ModelSerializer):
             "target",
             "warning_threshold",
             "critical_threshold",
+            "decimals",
             "job",
             "created_at",
         ]
@@ -43,6 +44,13 @@ class KPIWriteSerializer(StrictSerializer):
     target = serializers.FloatField(**NUMBER)
     warning_threshold = serializers.FloatField(**NUMBER)
     critical_threshold = serializers.FloatField(**NUMBER)
+    decimals = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=0,
+        max_value=MAX_DECIMALS,
+        help_text="Digits shown after the decimal point; null: from the unit.",
+    )
 
 
 class KPIUpdateSerializer(KPIWriteSerializer):

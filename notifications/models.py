@@ -33,6 +33,15 @@ class Alert(AppendOnlyModel):
     message = models.TextField()
     created_at = models.DateTimeField(auto_now_add=True)
     recipients = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="alerts", blank=True)
+    # A request one person sends another (`request_record`, e.g. the accountable PM asking an
+    # engineer to register a job); empty for alerts the system raises.
+    sent_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -18,4 +18,8 @@ def alerts_for(user: User | AnonymousUser) -> QuerySet[Alert]:
     """The alerts sent to the user, newest first."""
     if not user.is_authenticated:
         return Alert.objects.none()
-    return Alert.objects.filter(recipients=user.pk).order_by("-created_at", "-id")
+    return (
+        Alert.objects.filter(recipients=user.pk)
+        .select_related("sent_by")  # requests name their sender
+        .order_by("-created_at", "-id")
+    )

@@ -19,7 +19,7 @@ from django.db import models, transaction
 from django.utils import timezone
 
 from bizdevops import crypto, http, outbox
-from bizdevops.errors import DomainError, clean_text
+from bizdevops.errors import ConflictError, DomainError, clean_text
 from notifications.models import (
     Alert,
     AlertMailing,
@@ -73,6 +73,69 @@ def alert_record(
     )
     alert.recipients.set(set(recipients))
     event_publish(event=event, payload=payload)
+    outbox.enqueue(SEND_ALERT_EMAIL, alert.pk)
+    return alert
+
+
+class RequestTooSoon(ConflictError):
+    """The same request went to the same person a moment ago (`request_record`'s limit)."""
+
+    def __init__(self, message: str, *, last: Alert) -> None:
+        super().__init__(message, code="asked_recently")
+        self.last = last
+
+
+def request_record(
+    *,
+    kind: str,
+    sender: User,
+    recipient: User,
+    message: str,
+    subject: str = "",
+    url: str = "",
+    object_type: str = "",
+    object_id: str | int = "",
+    once_per: dt.timedelta | None = None,
+    about: str = "",  # the refusal's start: "Ada Lovelace was asked to register the job"
+) -> Alert:
+    """Record a request one person sends another (the accountable PM asking an engineer to
+    register a job): an entry in the recipient's alerts, mailed once the caller's transaction
+    commits, as any alert. With `once_per`, the same request (kind, recipient, object) again
+    within that time is refused (`RequestTooSoon`, naming when it may be sent again); the
+    caller serializes requests about one object (it holds the object's lock). #16's
+    notification centre receives these as they are: a kind, a sender, a recipient, an object.
+    """
+    if once_per is not None:
+        now = timezone.now()
+        last = (
+            Alert.objects.filter(
+                kind=kind,
+                object_type=object_type,
+                object_id=str(object_id),
+                recipients=recipient.pk,
+                created_at__gt=now - once_per,
+            )
+            .order_by("-created_at", "-id")
+            .first()
+        )
+        if last is not None:
+            again = timezone.localtime(last.created_at + once_per)
+            minutes = max(1, int((now - last.created_at).total_seconds() // 60))
+            raise RequestTooSoon(
+                f"{about or 'This was asked'} {minutes} minute{'s' if minutes != 1 else ''} "
+                f"ago already; you can ask again from {again:%H:%M}.",
+                last=last,
+            )
+    alert = Alert.objects.create(
+        kind=kind,
+        message=message,
+        subject=subject,
+        url=url,
+        object_type=object_type,
+        object_id=str(object_id),
+        sent_by=sender,
+    )
+    alert.recipients.set([recipient.pk])
     outbox.enqueue(SEND_ALERT_EMAIL, alert.pk)
     return alert
 

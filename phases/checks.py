@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from initiatives.models import Initiative, TeamRole
 
@@ -39,6 +40,56 @@ def register(
         return func
 
     return decorator
+
+
+@dataclass(frozen=True)
+class Step:
+    """One thing to do for an unmet automatic criterion: what (`label`), where (`url`, the
+    page where it is done), about which object (what an ask names), and what an engineer is
+    asked to do about it (`request`, empty: nobody can be asked)."""
+
+    label: str
+    url: str
+    object_type: str = ""
+    object_id: int | None = None
+    request: str = ""
+
+
+@dataclass(frozen=True)
+class Guide:
+    """How an unmet criterion gets met: the steps, who can take them (`who`, in words) and
+    the people on the team who can (`helpers`, whom the accountable PM may ask)."""
+
+    steps: list[Step]
+    who: str
+    helpers: list[Any]  # users
+    ask_kind: str = ""  # the kind of request an ask sends (notifications)
+    team_role: str = ""  # the team role that would be a helper (for "add one")
+
+    def step_about(self, object_id: int) -> Step | None:
+        return next((step for step in self.steps if step.object_id == object_id), None)
+
+
+Guider = Callable[[Initiative], Guide]
+GUIDES: dict[str, Guider] = {}
+
+
+def guide(name: str) -> Callable[[Guider], Guider]:
+    """Register how the check `name` gets met (the app that registers a check registers its
+    guide: `jobs/checks.py` for the jobs criterion). A guide never writes."""
+
+    def decorator(func: Guider) -> Guider:
+        if name in GUIDES:
+            raise ValueError(f"Guide {name!r} is registered twice.")
+        GUIDES[name] = func
+        return func
+
+    return decorator
+
+
+def guide_for(name: str, initiative: Initiative) -> Guide | None:
+    func = GUIDES.get(name)
+    return None if func is None else func(initiative)
 
 
 def run_check(name: str, initiative: Initiative) -> CheckResult:

@@ -23,4 +23,6 @@ def gate_and_history(
         "refused": forms.get("refused", []),
         "tick_form": forms.get("tick_form"),
         "tick_for": forms.get("tick_for"),
+        "ask_form": forms.get("ask_form"),
+        "ask_for": forms.get("ask_for"),
     }

@@ -24,6 +24,12 @@ can_decide = Rule(
 )
 
 
+can_ask = Rule(
+    initiative_permissions.manages,
+    "Only the accountable program manager or an admin asks the team.",
+)
+
+
 def tick_rights(user: AnyUser, initiative: Initiative) -> frozenset[TickPolicy]:
     """The tick policies a user satisfies on an initiative (computed once per page)."""
     if not user.is_authenticated:

@@ -9,8 +9,11 @@ from typing import TYPE_CHECKING
 from django.http import Http404
 
 from initiatives.models import Initiative, Phase
+from initiatives.people import ambiguous_names, person_name
+from notifications.models import Alert
 from phases import permissions, rules
-from phases.models import Criterion, Decision, Gate, GateDecision, Tick
+from phases.checks import Guide, guide_for
+from phases.models import Criterion, CriterionKind, Decision, Gate, GateDecision, Tick
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AnonymousUser, User
@@ -20,6 +23,10 @@ if TYPE_CHECKING:
 class CriterionRow:
     state: rules.CriterionState
     can_tick: bool
+    # How an unmet automatic criterion gets met (steps, who), when its check has a guide;
+    # `can_ask`: this user may ask the guide's helpers (the accountable PM or an admin).
+    guide: Guide | None = None
+    can_ask: bool = False
 
 
 @dataclass(frozen=True)
@@ -37,6 +44,11 @@ class GatePanel:
     @property
     def choices(self) -> list[tuple[Decision, str]]:
         return [(decision, self.descriptions.get(decision, "")) for decision in self.decisions]
+
+    @property
+    def has_final(self) -> bool:
+        """A final decision (kill, retire) is offered: the form asks for its confirmation."""
+        return any(decision in (Decision.KILL, Decision.RETIRE) for decision in self.decisions)
 
     @property
     def met_count(self) -> int:
@@ -60,12 +72,24 @@ def gate_panel(initiative: Initiative, user: User | AnonymousUser) -> GatePanel:
     rights = permissions.tick_rights(user, initiative) if states else frozenset()
     can_decide = permissions.can_decide(user, initiative)
     decisions = rules.available_decisions(initiative) if can_decide else []
+    can_ask = permissions.can_ask(user, initiative)
+    rows = []
+    for state in states:
+        criterion = state.criterion
+        guide = None
+        if not state.satisfied and criterion.kind == CriterionKind.AUTO:
+            guide = guide_for(criterion.check_name, initiative)
+        rows.append(
+            CriterionRow(
+                state,
+                permissions.can_tick(user, initiative, criterion, rights),
+                guide,
+                can_ask and guide is not None and bool(guide.ask_kind),
+            )
+        )
     return GatePanel(
         gate=gate,
-        rows=[
-            CriterionRow(state, permissions.can_tick(user, initiative, state.criterion, rights))
-            for state in states
-        ],
+        rows=rows,
         decisions=decisions,
         can_decide=can_decide,
         descriptions={decision: rules.describe(initiative, decision) for decision in decisions},
@@ -75,7 +99,7 @@ def gate_panel(initiative: Initiative, user: User | AnonymousUser) -> GatePanel:
 @dataclass(frozen=True)
 class TimelineEvent:
     at: dt.datetime
-    kind: str  # created, decision, handover, tick, untick, joined, left
+    kind: str  # created, decision, handover, tick, untick, joined, left, request
     actor: User | None
     title: str
     detail: str = ""
@@ -91,6 +115,11 @@ def _decision_title(record: GateDecision) -> str:
 
 def timeline(initiative: Initiative) -> list[TimelineEvent]:
     """Everything that happened to an initiative, newest first, in a fixed number of queries."""
+    names = ambiguous_names()
+
+    def who(user: User) -> str:
+        return person_name(user, names)
+
     events = [
         TimelineEvent(
             initiative.created_at, "created", initiative.created_by, "Initiative created in Biz"
@@ -113,8 +142,8 @@ def timeline(initiative: Initiative) -> list[TimelineEvent]:
                 handover.at,
                 "handover",
                 handover.handed_over_by,
-                f"Accountability handed over from {handover.from_user.get_username()} "
-                f"to {handover.to_user.get_username()}",
+                f"Accountability handed over from {who(handover.from_user)} "
+                f"to {who(handover.to_user)}",
                 handover.reason,
             )
         )
@@ -138,13 +167,29 @@ def timeline(initiative: Initiative) -> list[TimelineEvent]:
                 )
             )
     for member in initiative.memberships.select_related("user", "added_by", "removed_by"):
-        who = f"{member.user.get_username()} ({member.get_role_display().lower()})"
-        events.append(TimelineEvent(member.joined_at, "joined", member.added_by, f"{who} joined"))
+        joiner = f"{who(member.user)} ({member.get_role_display().lower()})"
+        events.append(
+            TimelineEvent(member.joined_at, "joined", member.added_by, f"{joiner} joined")
+        )
         if member.left_at is not None:
             events.append(
                 TimelineEvent(
-                    member.left_at, "left", member.removed_by, f"{who} left", member.leave_reason
+                    member.left_at, "left", member.removed_by, f"{joiner} left", member.leave_reason
                 )
             )
+    # Requests the accountable PM sent from the gate panel (`services.engineer_ask`): alerts
+    # with a sender about this initiative.
+    requests = (
+        Alert.objects.filter(subject=initiative.key, sent_by__isnull=False)
+        .select_related("sent_by")
+        .prefetch_related("recipients")
+    )
+    for request in requests:
+        asked = ", ".join(who(user) for user in request.recipients.all())
+        events.append(
+            TimelineEvent(
+                request.created_at, "request", request.sent_by, f"Asked {asked}", request.message
+            )
+        )
     events.sort(key=lambda event: event.at, reverse=True)
     return events

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import TYPE_CHECKING
 
 from django.db import transaction
@@ -9,11 +10,13 @@ from django.utils import timezone
 
 from bizdevops.errors import ConflictError, DomainError, clean_text, require_text
 from initiatives.models import Initiative, Membership, Phase, TeamRole
+from initiatives.people import person_name
 from initiatives.services import initiative_lock as _lock
 from initiatives.services import require_open
 from notifications import services as notifications
-from notifications.models import Event
+from notifications.models import Alert, Event
 from phases import permissions, rules
+from phases.checks import guide_for
 from phases.models import Criterion, CriterionKind, Decision, GateDecision, Tick
 
 if TYPE_CHECKING:
@@ -206,3 +209,60 @@ def _on_phase_entered(
                 revoked_by=user,
                 revoke_reason=f"Recycled to {Phase(phase).label}",
             )
+
+
+ASK_ONCE_PER = dt.timedelta(hours=1)
+
+
+@transaction.atomic
+def engineer_ask(
+    *, initiative: Initiative, criterion: Criterion, engineer: User, about: int, user: User
+) -> Alert:
+    """The accountable PM (or an admin) asks a person who can meet an unmet automatic
+    criterion to do it (the jobs criterion: a data or devops engineer on the team, to register
+    the job of a KPI): a request in the engineer's alerts and an e-mail (notifications'
+    `request_record`), shown in the initiative's history. `about` is the object of one of the
+    criterion's steps (the KPI's id). The same engineer is asked about the same object at most
+    once per ASK_ONCE_PER; asks on one initiative serialize on its row lock."""
+    initiative = _lock(initiative)
+    permissions.can_ask.check(user, initiative)
+    require_open(initiative)
+    gate = rules.gate_out_of(initiative.phase)
+    if (
+        gate is None
+        or criterion.gate_id != gate.pk
+        or not criterion.active
+        or criterion.kind != CriterionKind.AUTO
+    ):
+        raise ConflictError(
+            f"'{criterion.title}' is not a criterion of {initiative.key}'s next gate.",
+            code="not_current_gate",
+        )
+    guide = guide_for(criterion.check_name, initiative)
+    if guide is None or not guide.ask_kind:
+        raise DomainError(f"Nobody can be asked about '{criterion.title}'.", code="no_guide")
+    step = guide.step_about(about)
+    if step is None or not step.request:
+        raise ConflictError(
+            f"That is done already, or not part of '{criterion.title}'.", field="about"
+        )
+    if engineer.pk not in {helper.pk for helper in guide.helpers}:
+        raise DomainError(
+            f"{person_name(engineer)} cannot do this: ask {guide.who}.", field="engineer"
+        )
+    sender = person_name(user)
+    return notifications.request_record(
+        kind=guide.ask_kind,
+        sender=user,
+        recipient=engineer,
+        subject=initiative.key,
+        url=step.url,
+        object_type=step.object_type,
+        object_id=step.object_id or "",
+        message=(
+            f"{sender} asks you to {step.request} ({initiative.key} {initiative.title}: "
+            f"“{criterion.title}” of the gate {gate.name})."
+        ),
+        once_per=ASK_ONCE_PER,
+        about=f"{person_name(engineer)} was asked to {step.request}",
+    )

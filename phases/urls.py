@@ -8,5 +8,8 @@ urlpatterns = [
     path(
         "initiatives/<str:key>/criteria/<slug:code>/", views.criterion_tick, name="criterion-tick"
     ),
+    path(
+        "initiatives/<str:key>/criteria/<slug:code>/ask/", views.criterion_ask, name="criterion-ask"
+    ),
     path("initiatives/<str:key>/decisions/", views.decide, name="decide"),
 ]

@@ -1,8 +1,10 @@
-"""Gate actions on the initiative page: tick / untick a criterion, record a decision."""
+"""Gate actions on the initiative page: tick / untick a criterion, ask an engineer to meet
+one, record a decision."""
 
 from __future__ import annotations
 
 from django.contrib import messages
+from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse
 from django.views.decorators.http import require_POST
@@ -10,9 +12,10 @@ from django.views.decorators.http import require_POST
 from bizdevops.htmx import HtmxHttpRequest
 from bizdevops.web import refusal_status, run_service
 from initiatives.pages import initiative_page
+from initiatives.people import person_name
 from initiatives.selectors import initiative_get
-from phases import permissions, selectors, services
-from phases.forms import DecisionForm, TickForm
+from phases import permissions, rules, selectors, services
+from phases.forms import AskForm, DecisionForm, TickForm, final_unconfirmed
 from phases.models import Decision
 
 
@@ -65,6 +68,16 @@ def decide(request: HtmxHttpRequest, key: str) -> HttpResponse:
     permissions.can_decide.check(request.user, initiative)
     form = DecisionForm(request.POST)
     refused: list[object] = []
+    if form.is_valid() and final_unconfirmed(form):
+        kind = Decision(form.cleaned_data["decision"])
+        # Only when the decision could be recorded: otherwise the service's refusal (a
+        # closed initiative, a phase without it) says more than a missing tick.
+        if kind in rules.available_decisions(initiative):
+            form.add_error(
+                "confirm_final",
+                f"{kind.label} is final: tick “I understand that kill and retire are final” "
+                "to record it.",
+            )
     if form.is_valid():
         record = run_service(
             form,
@@ -93,4 +106,51 @@ def decide(request: HtmxHttpRequest, key: str) -> HttpResponse:
         status=refusal_status(form),
         decision_form=form,
         refused=refused,
+    )
+
+
+@login_required
+@require_POST
+def criterion_ask(request: HtmxHttpRequest, key: str, code: str) -> HttpResponse:
+    """The accountable PM asks an engineer to do what an unmet criterion needs (the gate
+    panel's "Ask" next to each step)."""
+    initiative = initiative_get(key, request.user)
+    permissions.can_ask.check(request.user, initiative)
+    criterion = selectors.criterion_get(code)
+    form = AskForm(request.POST)
+    if form.is_valid():
+        engineer = (
+            get_user_model()
+            .objects.filter(pk=form.cleaned_data["engineer"], is_active=True)
+            .first()
+        )
+        if engineer is None:
+            form.add_error("engineer", "No such person.")
+        else:
+            sent = run_service(
+                form,
+                lambda: services.engineer_ask(
+                    initiative=initiative,
+                    criterion=criterion,
+                    engineer=engineer,
+                    about=form.cleaned_data["about"],
+                    user=request.user,
+                ),
+            )
+            if sent is not None:
+                messages.success(
+                    request,
+                    f"Asked {person_name(engineer)}: they see it in their alerts and get an "
+                    "e-mail.",
+                )
+                return initiative_page.after_action(
+                    request, key, part="gate-panel", also=("history",)
+                )
+    return initiative_page.render(
+        request,
+        initiative,
+        part="gate-panel",
+        status=refusal_status(form),
+        ask_form=form,
+        ask_for=criterion.code,
     )

@@ -8,6 +8,15 @@ writes the report (full scale: docs/benchmarks.md; SCALE=small: var/benchmarks-s
 drops the database, also on Ctrl-C or an error.
 
 The data set is described in scripts/bench_data.py.
+
+To iterate on one figure: `--keep` keeps the database (and says its name), `--reuse <name>`
+measures again in a kept database without building it (the data read back from its rows;
+drop it yourself with `dropdb <name>`), `--only board,api` measures only those rows (of
+board, api, chart, csv, push, celery). A run with `--only` or `--reuse` writes
+var/benchmarks-partial.md unless `--output` says otherwise: docs/benchmarks.md comes from a
+whole run on a fresh database. The Celery part makes jobs due and runs them: a database it
+ran in is no longer the data set described, so reuse one kept from a run with `--no-celery`
+or `--only` without celery.
 """
 
 from __future__ import annotations
@@ -39,7 +48,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from bench_data import YEAR, Data, build, measurement_count, per_kpi, sql  # noqa: E402
+from bench_data import (  # noqa: E402
+    YEAR,
+    Data,
+    build,
+    measurement_count,
+    per_kpi,
+    reused,
+    sql,
+)
 from benchlib import (  # noqa: E402
     Row,
     console,
@@ -76,9 +93,22 @@ def _with_database(url: str, name: str) -> str:
 
 
 @contextlib.contextmanager
-def bench_database(url: str, keep: bool = False) -> Iterator[str]:
-    """A fresh database on the server of `url`, dropped on the way out whatever happens."""
+def bench_database(url: str, keep: bool = False, reuse: str = "") -> Iterator[str]:
+    """A fresh database on the server of `url`, dropped on the way out whatever happens; or,
+    with `reuse`, that kept database as it is, left in place."""
     params = _server_params(url)
+    if reuse:
+        probe = psycopg2.connect(dbname=reuse, **params)  # fails clearly if it does not exist
+        probe.close()
+        console.print(f"reusing database [bold]{reuse}[/bold] (kept)")
+        try:
+            yield _with_database(url, reuse)
+        finally:
+            with contextlib.suppress(Exception):
+                from django.db import connections
+
+                connections.close_all()
+        return
     name = f"bizdevops_bench_{os.getpid()}"
     admin = psycopg2.connect(dbname="postgres", **params)
     admin.autocommit = True
@@ -274,8 +304,17 @@ def _api_raw() -> bytes:
     return json.dumps(page).encode()
 
 
+def _token_client(data: Data) -> Any:
+    """A client that calls the API as API clients do: with the admin's token."""
+    from django.test import Client
+    from rest_framework.authtoken.models import Token
+
+    token, _ = Token.objects.get_or_create(user=data.admin)
+    return Client(HTTP_AUTHORIZATION=f"Token {token.key}")
+
+
 def bench_api(data: Data, runs: int) -> list[Row]:
-    client = _client(data)
+    client = _token_client(data)
     params = {"phase": "ops", "page_size": 50}
     body = _get(client, "/api/v1/initiatives/", params).json()
     if len(body.get("results", [])) != 50:
@@ -289,7 +328,7 @@ def bench_api(data: Data, runs: int) -> list[Row]:
             timing,
             baseline_label="one SQL + json.dumps",
             factor=3,
-            note=f"{body.get('count')} Ops initiatives, page of 50",
+            note=f"{body.get('count')} Ops initiatives, page of 50, token authentication",
         )
     ]
 
@@ -459,6 +498,7 @@ def bench_push(data: Data, runs: int) -> list[Row]:
     items = _push_items(data)
     batch = data.scale.push_batch
     batches = [items[n : n + batch] for n in range(0, len(items), batch)]
+    sql("DROP TABLE IF EXISTS bench_copy")  # left by an earlier run in a reused database
     sql("CREATE TABLE bench_copy (LIKE kpis_measurement INCLUDING ALL)")
     has_rollups = sql("SELECT to_regclass('kpis_rollup') IS NOT NULL")[0][0]
 
@@ -511,15 +551,23 @@ def bench_push(data: Data, runs: int) -> list[Row]:
     return rows
 
 
-def run_all(data: Data, bench_url: str, celery: bool = True) -> list[Row]:
+# The rows `--only` can name: name -> (progress label, bench); "celery" is scripts/bench_celery.py.
+BENCHES: dict[str, tuple[str, Callable[[Data, int], list[Row]]]] = {
+    "board": ("board", bench_board),
+    "api": ("API list", bench_api),
+    "chart": ("chart", bench_chart),
+    "csv": ("CSV export", bench_csv),
+    "push": ("push", bench_push),
+}
+ONLY = (*BENCHES, "celery")
+
+
+def run_all(
+    data: Data, bench_url: str, celery: bool = True, only: tuple[str, ...] = ONLY
+) -> list[Row]:
     runs = data.scale.repeats
-    benches: list[tuple[str, Callable[[Data, int], list[Row]]]] = [
-        ("board", bench_board),
-        ("API list", bench_api),
-        ("chart", bench_chart),
-        ("CSV export", bench_csv),
-        ("push", bench_push),
-    ]
+    benches = [BENCHES[name] for name in BENCHES if name in only]
+    celery = celery and "celery" in only
     rows: list[Row] = []
     with progress() as bar:
         task = bar.add_task("benchmarks", total=len(benches) + 1)
@@ -531,8 +579,8 @@ def run_all(data: Data, bench_url: str, celery: bool = True) -> list[Row]:
                 console.print_exception()
                 rows.append(error_row(label, error))
             bar.advance(task)
-        bar.update(task, description="Celery (scripts/bench_celery.py)")
         if celery:
+            bar.update(task, description="Celery (scripts/bench_celery.py)")
             rows.extend(_celery_rows(bench_url, data.scale.name))
         bar.advance(task)
     return rows
@@ -555,29 +603,39 @@ def _celery_rows(bench_url: str, scale: str) -> list[Row]:
 # row names; each text says when its profile was taken, so a stale one shows.
 WHY_MISSED: dict[str, str] = {
     "board, one unit": (
-        "Profile of 2026-12-04: the page renders the same 150 cards (50 per column) as the "
-        "unfiltered board at about the same cost, while the raw query for one unit is half that "
-        "of the unfiltered board. The cards are inline in the column loop with their values "
-        "worked out in the view (7 ms for 150 cards, 16.5 ms with an include per card); left: an "
-        "empty Django page is about 9 ms of CPU, the filter form's selects about 2.7 ms, the "
-        "model instances of the cards about 5 ms"
+        "Profile of 2026-12-06: the page renders the same 150 cards (50 per column) as the "
+        "unfiltered board, while the raw query for one unit is half that of the unfiltered "
+        "board. Done: cards inline in the column loop with their values worked out in the "
+        "view; cards read as plain rows (`.values()`), not model instances; the filter selects "
+        "written by the template (the widgets rendered a template per option and listed the "
+        "options through a server-side cursor), the unit asked for checked among the listed "
+        "units (10 queries, not 11); due dates formatted once per date. Left: the cards' KPI "
+        "health is one query that costs about the whole raw statement (each KPI's latest "
+        "value probes every monthly partition of the measurements, 28 with the DEFAULT one, "
+        "as the raw statement does), an empty Django page, about 15 template variables per card"
     ),
     "API /api/v1/initiatives/": (
-        "Profile of 2026-12-04 (token authentication, quiet machine, 4.7 ms): the rows query "
-        "1.19 ms (about 0.5 ms of it Django building the SQL), the count 0.66, django-filter "
-        "0.58, the row dicts 0.41, the token 0.33, the throttle 0.18 (1.09 near the rate limit: "
-        "DRF's throttle rewrites a list of timestamps per user), JSON 0.11. Three queries "
-        "(authentication, count, rows) already cost more than 3x the one raw query; a cursor "
-        "page (`pagination=cursor`, no count) is 15 to 25 % faster"
+        "Since 2026-12-06 a page is one statement (the rows, with the count of all as a "
+        "subquery on the initiative table), the token one query, the throttle one Redis "
+        "round trip (a fixed-window counter, not DRF's list of timestamps), and the filters "
+        "are copied shallowly. Left against the one raw statement: a second statement (the "
+        "token, checked on every request), the Redis round trip, Django compiling the page's "
+        "SQL (two subqueries), DRF and the middleware"
     ),
     "runs executed": (
-        "Profile of 2026-12-04 (one run in process, 14 ms): the durable COMMIT 3.9 ms, the "
-        "rollups refresh 2.2, the measurement upsert 1.75, the claim 1.5, the KPI lock 1.05, "
-        "finishing the run 0.5, the data source 2 to 3; a no-op task costs about 1.2 ms per "
-        "process, less than a third of the commit alone. A run is 5 statements of work "
-        "(tests/jobs/test_run_queries.py); the count here adds transaction control and the "
-        "connection health check. An asynchronous result commit gained 7 % and was not kept: a "
-        "value already shown could vanish after a crash"
+        "Profile of 2026-12-06 (one run in process, 25 ms on a machine at load 9, every "
+        "statement timed): the result write (upsert, rollups refresh, status, latest value: "
+        "one round trip) 6.6 ms, the durable COMMIT 5.1, the claim 3.7, locking the KPI and "
+        "finishing the run (with psycopg2's BEGIN) 2.9, the data source 4.8 in three round "
+        "trips. A run is now 9 round trips in the worker (17 before: the data source went from "
+        "8 to 3, the result transaction from 7 to 4), 3 statements of work "
+        "(tests/jobs/test_run_queries.py); the count here adds transaction control. What is "
+        "left is server time: with the measurements partitioned by month (13 partitions) "
+        "planning the read of the latest value takes 0.8 ms and running it 0.15 ms, and "
+        "the rollups refresh plans in 0.8 ms and runs in 0.7. DEBUG=0 (as docker-compose runs "
+        "the workers) made no difference measurable in process. An asynchronous result commit "
+        "gained 7 % (2026-12-04) and was not kept: a value already shown could vanish after a "
+        "crash"
     ),
     "CSV export": (
         "Since 2026-12-04 the view yields one string per 5,000 rows, not per row (6.6 s before "
@@ -625,6 +683,8 @@ def report(data: Data, rows: list[Row], described: dict[str, str], elapsed: floa
     scale = data.scale
     machine = "\n".join(f"- {key}: {value}" for key, value in described.items())
     steps = ", ".join(f"{label} {seconds:.1f} s" for label, seconds in data.steps)
+    if data.reused:
+        steps = f"built by an earlier run: database {data.reused} reused"
     table = "\n".join(_row_line(row) for row in rows)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     target = "docs/benchmarks.md" if scale.name == "full" else f"var/benchmarks-{scale.name}.md"
@@ -691,8 +751,9 @@ def report(data: Data, rows: list[Row], described: dict[str, str], elapsed: floa
   cards: as many per column as the page shows, with each card's unit, accountable, KPI count
   and the worst health of its KPIs' latest values, plus each column's total. The baseline
   renders nothing.
-- **API list**: the DRF response against one SQL statement (the page and the total) and
-  `json.dumps` of the same fields.
+- **API list**: the DRF response, asked with a token as API clients ask (the token is checked
+  in the database on every request, and the request is throttled), against one SQL statement
+  (the page and the total) and `json.dumps` of the same fields.
 - **Chart**: the KPI page's series function (`kpis.selectors.series`: at most 500 buckets with
   average, minimum, maximum and count) against the raw `date_bin(...) GROUP BY` over the raw
   values of the same range, with the same bucket width. The raw-values row runs the chart's
@@ -715,39 +776,62 @@ over both sides of a ratio; the absolute times move more than the ratios.
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog="\n\n".join(__doc__.split("\n\n")[1:]),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--scale", default=os.environ.get("SCALE") or "full")
-    parser.add_argument("--output", help="report path (default by scale)")
+    parser.add_argument(
+        "--output",
+        help="report path (default by scale; var/benchmarks-partial.md with --only or --reuse)",
+    )
     parser.add_argument(
         "--no-celery", action="store_true", help="skip scripts/bench_celery.py (to iterate)"
     )
     parser.add_argument(
         "--keep", action="store_true", help="keep the database (to profile); say its name"
     )
+    parser.add_argument(
+        "--reuse",
+        metavar="DBNAME",
+        default="",
+        help="measure in this database kept by an earlier --keep run (same --scale), "
+        "without building it; it is kept",
+    )
+    parser.add_argument(
+        "--only",
+        metavar="ROWS",
+        default="",
+        help=f"measure only these rows, comma-separated, of: {', '.join(ONLY)}",
+    )
     args = parser.parse_args()
     scale = scale_get(args.scale)
+    only = tuple(name.strip() for name in args.only.split(",") if name.strip()) or ONLY
+    unknown = sorted(set(only) - set(ONLY))
+    if unknown:
+        raise SystemExit(f"--only takes {', '.join(ONLY)}; not {', '.join(unknown)}")
     url = os.environ.get("DATABASE_URL", "")
     if not url:
         url = DEFAULT_URL
         console.print(f"DATABASE_URL is not set: using the server of {DEFAULT_URL}")
-    output = (
-        Path(args.output)
-        if args.output
-        else (
-            ROOT / "docs" / "benchmarks.md"
-            if scale.name == "full"
-            else ROOT / "var" / f"benchmarks-{scale.name}.md"
-        )
-    )
+    if args.output:
+        output = Path(args.output)
+    elif args.only or args.reuse:
+        output = ROOT / "var" / "benchmarks-partial.md"  # not a whole run: not the report
+    elif scale.name == "full":
+        output = ROOT / "docs" / "benchmarks.md"
+    else:
+        output = ROOT / "var" / f"benchmarks-{scale.name}.md"
     # SIGTERM (a CI timeout, `kill`) drops the database too: make it an exception.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(143))
     started = time.perf_counter()
-    with bench_database(url, keep=args.keep) as bench_url:
+    with bench_database(url, keep=args.keep, reuse=args.reuse) as bench_url:
         setup_django(bench_url)
         version = sql("SHOW server_version")[0][0]
         described = machine_description(postgres_version=version)
-        data = build(scale)
-        rows = run_all(data, bench_url, celery=not args.no_celery)
+        data = reused(scale, args.reuse) if args.reuse else build(scale)
+        rows = run_all(data, bench_url, celery=not args.no_celery, only=only)
         text = report(data, rows, described, time.perf_counter() - started)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text)

@@ -23,6 +23,7 @@ from initiatives import services as initiative_services
 from initiatives.models import Handover, Initiative, Iteration, Membership
 from jobs.models import Job, Run
 from kpis.models import KPI
+from notifications.models import Alert
 from phases.models import GateDecision, Tick
 from tests.factories import FULL_STORY
 from tests.helpers import FORBIDDEN, HTMX
@@ -173,6 +174,29 @@ ACTIONS: dict[str, Action] = {
         frozenset(MANAGERS | {"engineer_on_team"}),
         lambda ctx: KPI.objects.filter(initiative=ctx.state).count(),
     ),
+    "edit KPI": Action(
+        "dev_initiative",
+        lambda ctx: f"/kpis/{_kpi(ctx).pk}/edit/",
+        lambda ctx: {"name": "Fraud caught", "unit": "%", "direction": "higher", "target": "95"},
+        frozenset(MANAGERS | {"engineer_on_team"}),
+        lambda ctx: _kpi(ctx).target,
+        form_page=True,
+    ),
+    "remove KPI": Action(
+        "ready_initiative",  # KPIs are removed in Biz
+        lambda ctx: f"/kpis/{_kpi(ctx).pk}/remove/",
+        lambda ctx: {},
+        frozenset(MANAGERS | {"engineer_on_team"}),
+        lambda ctx: KPI.objects.filter(initiative=ctx.state).count(),
+        form_page=True,
+    ),
+    "ask engineer": Action(
+        "dev_initiative",
+        lambda ctx: _url(ctx, "criteria/kpi_jobs_trial_passed/ask/"),
+        lambda ctx: {"engineer": ctx.fixture("engineer").pk, "about": _kpi(ctx).pk},
+        frozenset(MANAGERS),
+        lambda ctx: Alert.objects.filter(kind="job_request").count(),
+    ),
     "register job": Action(
         "dev_initiative",
         lambda ctx: f"/ops/kpis/{_kpi(ctx).pk}/job/",
@@ -282,13 +306,16 @@ READ_ONLY_PAGES = {
     "initiative-detail",
     "initiative-kpis",
     "dashboards",
+    "kpi-overview",
     "unit-dashboard",
     "kpi-chart",
     "kpi-csv",
     "ops",
     "run-status",
     "schedule-preview",
+    "job-schema",  # GET only; who may read it: tests/jobs/test_schema_browser.py
     "alerts",
+    "search",
 }
 # The URL name of each action's page.
 ACTION_PAGES = {
@@ -303,6 +330,9 @@ ACTION_PAGES = {
     "add iteration": "iteration-add",
     "give feedback": "iteration-feedback",
     "define KPI": "kpi-add",
+    "edit KPI": "kpi-edit",
+    "remove KPI": "kpi-remove",
+    "ask engineer": "criterion-ask",
     "register job": "job-create",
     "edit job": "job-detail",
     "toggle job": "job-toggle",

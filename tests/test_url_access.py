@@ -61,12 +61,15 @@ LISTS = {  # 200, without the hidden data
     "archive",
     "ops",
     "dashboards",
+    "kpi-overview",  # filtered to the visible KPIs: tests/kpis/test_overview.py
     "alerts",
     "schedule-preview",
+    "search",  # what it finds for outsiders: tests/bizdevops/test_search.py
     "api-business-units",
     "api-initiatives",
     "api-kpis",
     "api-jobs",
+    "api-search",
 }
 ROLE_GATED = {"initiative-create", "api-data-sources"}  # 403 for both outsiders
 PUBLIC = {  # not about any initiative: their own rules (tested elsewhere)
@@ -80,6 +83,8 @@ PUBLIC = {  # not about any initiative: their own rules (tested elsewhere)
     "password_reset_complete",
     "healthz",
     "api-token",
+    "preferences",  # the user's own: tests/bizdevops/test_preferences.py
+    "api-me",
     "api-schema",
     "api-docs",
     "api-redoc",

@@ -36,6 +36,9 @@ CONTRACT = [
     ("post", "/api/v1/kpis/"),
     ("get", "/api/v1/kpis/{id}/"),
     ("patch", "/api/v1/kpis/{id}/"),
+    ("delete", "/api/v1/kpis/{id}/"),
+    ("get", "/api/v1/me/"),
+    ("patch", "/api/v1/me/"),
     ("get", "/api/v1/kpis/{id}/measurements/"),
     ("post", "/api/v1/kpis/{id}/measurements/"),
     ("get", "/api/v1/data-sources/"),
@@ -47,6 +50,7 @@ CONTRACT = [
     ("post", "/api/v1/jobs/{id}/run/"),
     ("get", "/api/v1/jobs/{id}/runs/"),
     ("get", "/api/v1/runs/{id}/"),
+    ("get", "/api/v1/search/"),
 ]
 METHODS = {"get", "put", "post", "patch", "delete", "head", "options", "trace"}
 WRITES = {"post", "put", "patch"}

@@ -22,6 +22,7 @@ KPI_FIELDS = {
     "target",
     "warning_threshold",
     "critical_threshold",
+    "decimals",
     "job",
     "created_at",
 }
@@ -222,6 +223,9 @@ def test_an_unknown_kpi_is_404(api_as, pm, db):
     error_of(client.get(f"{API}/kpis/999999/"))
 
 
-def test_kpis_are_not_deleted_through_the_api(api_as, admin_user, dev_kpi):
-    assert api_as(admin_user).delete(f"{API}/kpis/{dev_kpi.pk}/").status_code == 405
+def test_kpis_are_not_deleted_through_the_api_outside_biz(api_as, admin_user, dev_kpi):
+    # DELETE removes a KPI only in Biz (#13, tests/kpis/test_kpi_edit_remove.py); in Dev: 409.
+    response = api_as(admin_user).delete(f"{API}/kpis/{dev_kpi.pk}/")
+    assert response.status_code == 409
+    assert "removed only in Biz" in response.json()["error"]["message"]
     assert KPI.objects.filter(pk=dev_kpi.pk).exists()

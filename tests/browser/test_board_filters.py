@@ -57,7 +57,7 @@ def test_filters_update_cards_and_url_survive_reload_and_back(
     unit_url = page.url
 
     # Search on top of the unit.
-    page.get_by_label("Search").fill("churn")
+    page.get_by_label("Search", exact=True).fill("churn")
     expect(page).to_have_url(re.compile(r"[?&]q=churn(&|$)"))
     expect(page).to_have_url(re.compile(rf"[?&]unit={marketing.pk}(&|$)"))
     _expect_cards(page, [churn])
@@ -70,14 +70,14 @@ def test_filters_update_cards_and_url_survive_reload_and_back(
     expect(page).to_have_url(search_url)
     expect(page.get_by_label("Business unit")).to_have_value(str(marketing.pk))
     expect(page.get_by_label("Business unit").locator("option:checked")).to_have_text("Marketing")
-    expect(page.get_by_label("Search")).to_have_value("churn")
+    expect(page.get_by_label("Search", exact=True)).to_have_value("churn")
     _expect_cards(page, [churn])
 
     # Back: the unit-only URL and its state (search empty, both Marketing cards).
     page.go_back()
     expect(page).to_have_url(unit_url)
     expect(page.get_by_label("Business unit")).to_have_value(str(marketing.pk))
-    expect(page.get_by_label("Search")).to_have_value("")
+    expect(page.get_by_label("Search", exact=True)).to_have_value("")
     _expect_cards(page, [churn, offers])
 
     # Back again: the unfiltered board.
@@ -102,7 +102,7 @@ def test_back_button_right_after_filtering_restores_previous_filter(
     expect(page).to_have_url(re.compile(rf"[?&]unit={marketing.pk}(&|$)"))
     _expect_cards(page, [churn, offers])
     unit_url = page.url
-    page.get_by_label("Search").fill("churn")
+    page.get_by_label("Search", exact=True).fill("churn")
     expect(page).to_have_url(re.compile(r"[?&]q=churn(&|$)"))
     _expect_cards(page, [churn])
 
@@ -110,7 +110,7 @@ def test_back_button_right_after_filtering_restores_previous_filter(
     expect(page).to_have_url(unit_url)
     _expect_cards(page, [churn, offers])
     expect(page.get_by_label("Business unit")).to_have_value(str(marketing.pk))
-    expect(page.get_by_label("Search")).to_have_value("")
+    expect(page.get_by_label("Search", exact=True)).to_have_value("")
 
     page.go_back()
     expect(page).to_have_url(re.compile(r"/board/$"))

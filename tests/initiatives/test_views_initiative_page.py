@@ -169,9 +169,10 @@ MANAGER_ONLY = {
     "decision form": 'id="decision-form"',
     "hand over": "Hand over",
     "handover url": "/handover/",
-    "edit": "/edit/",
+    # The initiative's Edit button (the team's engineers may edit KPIs: /kpis/<id>/edit/).
+    "edit": 'class="btn" href="/initiatives/',
     "add to team": "Add to team",
-    "remove from team": "/remove/",
+    "remove from team": "/team/",
 }
 
 
